@@ -9,6 +9,8 @@
 pub mod application;
 pub mod client;
 pub mod envelope;
+pub mod remote;
 pub mod time;
+pub mod wings;
 
 pub use envelope::{ErrorEnvelope, ErrorObject, Item, List, Pagination};
