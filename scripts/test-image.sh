@@ -6,6 +6,8 @@
 set -eu
 
 IMAGE="${TEST_IMAGE:-ferrodactyl/test-base}"
+# Bump when the image contents change so stale local images are rebuilt.
+REVISION=2
 
 if ! command -v docker >/dev/null 2>&1; then
     echo "test-image.sh: docker CLI not found; the wings tests need a real Docker engine" >&2
@@ -15,7 +17,8 @@ if ! docker info >/dev/null 2>&1; then
     echo "test-image.sh: cannot reach the Docker engine (is dockerd running?)" >&2
     exit 1
 fi
-if [ "${FORCE:-0}" != "1" ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
+current="$(docker image inspect -f '{{index .Config.Labels "ferrodactyl.revision"}}' "$IMAGE" 2>/dev/null || true)"
+if [ "${FORCE:-0}" != "1" ] && [ "$current" = "$REVISION" ]; then
     exit 0
 fi
 
@@ -39,12 +42,23 @@ for applet in $(rootfs/bin/busybox --list); do
     ln -sf /bin/busybox "rootfs/bin/$applet"
 done
 chmod 1777 rootfs/tmp
+# Like Pterodactyl's yolks images: render STARTUP's {{VAR}} placeholders from the
+# environment and run it from /home/container.
+cat > rootfs/entrypoint.sh <<'ENTRY'
+#!/bin/sh
+cd /home/container || exit 1
+MODIFIED_STARTUP=$(echo "$STARTUP" | sed -e 's/{{/${/g' -e 's/}}/}/g')
+echo ":/home/container$ ${MODIFIED_STARTUP}"
+eval "exec ${MODIFIED_STARTUP}"
+ENTRY
+chmod 0755 rootfs/entrypoint.sh
 printf 'root:x:0:0:root:/root:/bin/sh\ncontainer:x:988:988::/home/container:/bin/sh\n' > rootfs/etc/passwd
 printf 'root:x:0:\ncontainer:x:988:\n' > rootfs/etc/group
 
 tar -C rootfs -c . | docker import \
     -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     -c 'WORKDIR /home/container' \
-    -c 'CMD ["/bin/sh"]' \
+    -c "LABEL ferrodactyl.revision=$REVISION" \
+    -c 'CMD ["/bin/sh", "/entrypoint.sh"]' \
     - "$IMAGE" >/dev/null
 echo "test-image.sh: built $IMAGE"

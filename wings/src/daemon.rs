@@ -1,0 +1,190 @@
+//! Boot (reference §6.3) and serving the HTTP API.
+
+use crate::config::Config;
+use crate::environment::Environment;
+use crate::events::State;
+use crate::server::manager::{read_states, Manager};
+use crate::server::{PowerAction, Server};
+use crate::{App, Shared};
+use anyhow::Context;
+use futures::StreamExt;
+use openapi::remote::ServerConfigurationResponse;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct BootOptions {
+    /// Where `config.yml` is (re)written.
+    pub config_path: PathBuf,
+    /// The container runtime; `None` connects to the local Docker engine.
+    pub env: Option<Arc<dyn Environment>>,
+    /// Look up / create `system.username` and record its uid/gid (upstream does this
+    /// at every boot). Tests that set `system.user` themselves turn it off.
+    pub ensure_user: bool,
+    /// How often websockets check token expiry (upstream: 30 s).
+    pub ws_expiry_tick: Duration,
+}
+
+impl BootOptions {
+    pub fn new(config_path: impl Into<PathBuf>) -> BootOptions {
+        BootOptions {
+            config_path: config_path.into(),
+            env: None,
+            ensure_user: true,
+            ws_expiry_tick: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Boots the daemon: directories, system user, servers from the Panel, the Docker
+/// network, saved states and re-attachment, the `states.json` cron and the
+/// `/servers/reset` report.
+pub async fn boot(mut cfg: Config, opts: BootOptions) -> anyhow::Result<Arc<App>> {
+    cfg.fill_runtime_defaults();
+    for dir in [
+        &cfg.system.root_directory,
+        &cfg.system.data,
+        &cfg.system.archive_directory,
+        &cfg.system.backup_directory,
+        &cfg.system.log_directory,
+        &cfg.system.tmp_directory,
+    ] {
+        std::fs::create_dir_all(dir).with_context(|| format!("could not create {dir}"))?;
+    }
+    if let Ok(real) = std::fs::canonicalize(&cfg.system.data) {
+        cfg.system.data = real.to_string_lossy().into_owned();
+    }
+    if opts.ensure_user {
+        cfg.ensure_system_user()?;
+    }
+    let env: Arc<dyn Environment> = match opts.env {
+        Some(e) => e,
+        None => Arc::new(crate::environment::docker::DockerEnvironment::connect().await?),
+    };
+
+    let shared = Shared::new(cfg.clone(), env.clone())?;
+    let manager = Manager::default();
+    let raw = shared
+        .remote()
+        .get_servers(cfg.remote_query.boot_servers_per_page.max(1))
+        .await
+        .context("failed to load servers from the panel")?;
+    for r in raw {
+        let settings = serde_json::from_value(r.settings);
+        let process = serde_json::from_value(r.process_configuration);
+        match (settings, process) {
+            (Ok(settings), Ok(process_configuration)) => {
+                let mut settings: openapi::remote::ServerSettings = settings;
+                if settings.uuid.is_empty() {
+                    settings.uuid = r.uuid.clone();
+                }
+                manager.add(Server::new(
+                    shared.clone(),
+                    ServerConfigurationResponse {
+                        settings,
+                        process_configuration,
+                    },
+                ));
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(server = %r.uuid, error = %e, "skipping server with an unreadable configuration")
+            }
+        }
+    }
+    tracing::info!(count = manager.len(), "loaded servers from the panel");
+
+    let report = env.ensure_network(&cfg.docker.network).await?;
+    if report.created {
+        cfg.docker.network.interface = cfg.docker.network.interfaces.v4.gateway.clone();
+    }
+    cfg.docker.network.driver = report.driver.clone();
+    match report.driver.as_str() {
+        "host" => {
+            cfg.docker.network.interface = "127.0.0.1".into();
+            cfg.docker.network.ispn = false;
+        }
+        "overlay" | "weavemesh" => {
+            cfg.docker.network.interface = String::new();
+            cfg.docker.network.ispn = true;
+        }
+        _ => cfg.docker.network.ispn = false,
+    }
+    if let Err(e) = cfg.save(&opts.config_path) {
+        tracing::warn!(error = %e, "could not write the configuration file");
+    }
+    shared.replace_config(cfg.clone())?;
+
+    let app = Arc::new(App {
+        shared,
+        manager,
+        jwt: crate::jwt::JwtState::new(),
+        config_path: opts.config_path,
+        ws_expiry_tick: opts.ws_expiry_tick,
+    });
+
+    let states = read_states(&app.states_path());
+    futures::stream::iter(app.manager.all())
+        .for_each_concurrent(4, |s| {
+            let saved = states.get(&s.uuid).copied();
+            async move { restore(s, saved).await }
+        })
+        .await;
+
+    let cron = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = cron.manager.persist_states(&cron.states_path()) {
+                tracing::warn!(error = %e, "could not write states.json");
+            }
+        }
+    });
+    let remote = app.shared.remote();
+    tokio::spawn(async move {
+        if let Err(e) = remote.reset_servers_state().await {
+            tracing::error!(error = %e, "failed to reset server states on the panel");
+        }
+    });
+    Ok(app)
+}
+
+async fn restore(s: Arc<Server>, saved: Option<State>) {
+    let _ = tokio::fs::create_dir_all(s.data_path()).await;
+    let running = tokio::time::timeout(Duration::from_secs(30), s.is_running())
+        .await
+        .unwrap_or(false);
+    if running {
+        tracing::info!(server = %s.uuid, "detected server is running, re-attaching to process");
+        if let Err(e) = s.reattach().await {
+            tracing::error!(server = %s.uuid, error = %e, "could not re-attach to the running container");
+            return;
+        }
+        if let Err(e) = s.sync().await {
+            tracing::warn!(server = %s.uuid, error = %e, "could not sync re-attached server");
+        }
+    } else if matches!(saved, Some(State::Running | State::Starting)) {
+        tracing::info!(server = %s.uuid, "starting server that was running before the daemon stopped");
+        if let Err(e) = s
+            .handle_power(PowerAction::Start, Some(Duration::from_secs(30)))
+            .await
+        {
+            tracing::error!(server = %s.uuid, error = %e, "failed to restore server state");
+        }
+    } else {
+        s.set_state(State::Offline);
+    }
+}
+
+/// Serves the HTTP API until the listener fails.
+pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    let router = crate::http::router(app);
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
+    Ok(())
+}

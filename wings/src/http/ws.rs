@@ -1,0 +1,377 @@
+//! The server websocket (reference §3): Origin check, JWT auth inside the socket,
+//! token gating of every message in both directions, permission filters, the expiry
+//! watcher, and `null`-tolerant inbound args.
+
+use super::{ApiError, MSG_NO_SERVER};
+use crate::events::{Event, State as ServerState};
+use crate::jwt::{self, TokenError};
+use crate::server::{PowerAction, Server, ServerError};
+use crate::App;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use openapi::wings::{events, TokenClaims, WebsocketMessage};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use tokio::sync::{broadcast, mpsc};
+
+const GENERIC: &str = "an unexpected error was encountered while handling this request";
+
+pub async fn handler(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Some(server) = app.manager.get(&id) else {
+        return ApiError::new(StatusCode::NOT_FOUND, MSG_NO_SERVER).into_response();
+    };
+    let cfg = app.config();
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let allowed = origin == cfg.remote
+        || cfg
+            .allowed_origins
+            .iter()
+            .any(|o| o.as_str() == "*" || o == origin);
+    if !allowed {
+        return (StatusCode::FORBIDDEN, "Forbidden").into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(e) => return ApiError::new(StatusCode::BAD_REQUEST, e.body_text()).into_response(),
+    };
+    upgrade.on_upgrade(move |socket| run(app, server, socket))
+}
+
+enum Outbound {
+    Msg(WebsocketMessage),
+    Close(u16, &'static str),
+}
+
+struct Conn {
+    app: Arc<App>,
+    server: Arc<Server>,
+    token: RwLock<Option<TokenClaims>>,
+    out: mpsc::Sender<Outbound>,
+    started: AtomicBool,
+    closed: tokio_util::sync::CancellationToken,
+}
+
+async fn run(app: Arc<App>, server: Arc<Server>, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Outbound>(512);
+    let writer = tokio::spawn(async move {
+        while let Some(o) = rx.recv().await {
+            let res = match o {
+                Outbound::Msg(m) => match serde_json::to_string(&m) {
+                    Ok(text) => sink.send(Message::Text(text.into())).await,
+                    Err(_) => continue,
+                },
+                Outbound::Close(code, reason) => {
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
+                    break;
+                }
+            };
+            if res.is_err() {
+                break;
+            }
+        }
+    });
+    let conn = Arc::new(Conn {
+        app,
+        server: server.clone(),
+        token: RwLock::new(None),
+        out: tx,
+        started: AtomicBool::new(false),
+        closed: tokio_util::sync::CancellationToken::new(),
+    });
+    let cancel = server.cancelled();
+    let mut deleted = false;
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                let _ = conn.out.send(Outbound::Close(1001, "server deleted")).await;
+                deleted = true;
+                break;
+            }
+            msg = stream.next() => {
+                let Some(Ok(msg)) = msg else { break };
+                let text = match msg {
+                    Message::Text(t) => t.as_str().to_string(),
+                    Message::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                let Ok(parsed) = serde_json::from_str::<WebsocketMessage>(&text) else { continue };
+                let c = conn.clone();
+                // Upstream handles each inbound message on its own goroutine.
+                tasks.spawn(async move { c.handle(parsed).await });
+            }
+        }
+    }
+    tasks.abort_all();
+    conn.started.store(false, Ordering::SeqCst);
+    conn.closed.cancel();
+    if deleted {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+    } else {
+        writer.abort();
+    }
+}
+
+impl Conn {
+    fn claims(&self) -> Option<TokenClaims> {
+        self.token.read().expect("token lock").clone()
+    }
+
+    fn can(&self, perm: &str) -> bool {
+        self.claims().is_some_and(|c| jwt::has_permission(&c, perm))
+    }
+
+    /// Upstream's `TokenValid`.
+    fn token_valid(&self) -> Result<(), &'static str> {
+        let Some(c) = self.claims() else {
+            return Err(jwt::ERR_NOT_PRESENT);
+        };
+        if jwt::check_exp(&c).is_err() {
+            return Err(jwt::ERR_EXPIRED);
+        }
+        if self.app.jwt.is_denylisted(&c) {
+            return Err(jwt::ERR_DENYLIST);
+        }
+        if !jwt::has_permission(&c, "websocket.connect") {
+            return Err(jwt::ERR_NO_CONNECT);
+        }
+        if c.server_uuid.as_deref() != Some(self.server.uuid.as_str()) {
+            return Err(jwt::ERR_UUID_MISMATCH);
+        }
+        Ok(())
+    }
+
+    async fn raw(&self, m: WebsocketMessage) {
+        let _ = self.out.send(Outbound::Msg(m)).await;
+    }
+
+    /// Gated send: a `jwt error` replaces the message when the token is not valid.
+    async fn send(&self, m: WebsocketMessage) {
+        if let Err(e) = self.token_valid() {
+            self.raw(WebsocketMessage::new(events::JWT_ERROR, vec![e.into()]))
+                .await;
+            return;
+        }
+        self.raw(m).await;
+    }
+
+    fn error_text(msg: &str) -> String {
+        format!("Error Event [{}]: {}", uuid::Uuid::new_v4(), msg)
+    }
+
+    /// Upstream's `SendErrorJson`.
+    async fn send_error(&self, err: ErrorKind) {
+        let (event, text) = match err {
+            ErrorKind::Jwt(t) => (events::JWT_ERROR, t),
+            ErrorKind::Other(t) => {
+                if self.can("admin.websocket.errors") {
+                    (events::DAEMON_ERROR, t)
+                } else {
+                    tracing::warn!(server = %self.server.uuid, error = %t, "websocket event failed");
+                    (events::DAEMON_ERROR, GENERIC.to_string())
+                }
+            }
+        };
+        self.raw(WebsocketMessage::new(event, vec![Self::error_text(&text)]))
+            .await;
+    }
+
+    async fn handle(self: Arc<Self>, m: WebsocketMessage) {
+        if m.event != events::AUTH {
+            if let Err(e) = self.token_valid() {
+                self.raw(WebsocketMessage::new(events::JWT_ERROR, vec![e.into()]))
+                    .await;
+                return;
+            }
+        }
+        let arg = m.args.concat();
+        match m.event.as_str() {
+            events::AUTH => self.auth(&arg).await,
+            events::SET_STATE => {
+                let Some(action) = PowerAction::parse(&arg) else {
+                    self.send_error(ErrorKind::Other(format!("invalid power action \"{arg}\"")))
+                        .await;
+                    return;
+                };
+                let perm = match action {
+                    PowerAction::Start => "control.start",
+                    PowerAction::Stop | PowerAction::Kill => "control.stop",
+                    PowerAction::Restart => "control.restart",
+                };
+                if !self.can(perm) {
+                    return;
+                }
+                match self.server.handle_power(action, None).await {
+                    Ok(()) => {}
+                    Err(ServerError::Busy) => {
+                        let text = Self::error_text(&ServerError::Busy.to_string());
+                        self.send(WebsocketMessage::new(events::DAEMON_ERROR, vec![text]))
+                            .await;
+                    }
+                    Err(e) => self.send_error(ErrorKind::Other(e.to_string())).await,
+                }
+            }
+            events::SEND_COMMAND => {
+                if !self.can("control.console") {
+                    return;
+                }
+                match self.server.state() {
+                    ServerState::Offline => return,
+                    ServerState::Starting if !self.server.is_attached() => return,
+                    _ => {}
+                }
+                if let Err(e) = self.server.send_command(&arg).await {
+                    self.send_error(ErrorKind::Other(e.to_string())).await;
+                }
+            }
+            events::SEND_LOGS => {
+                if !self.server.is_running().await {
+                    return;
+                }
+                let n = self.app.config().system.websocket_log_count;
+                match self.server.read_log(n).await {
+                    Ok(lines) => {
+                        for l in lines {
+                            self.send(WebsocketMessage::new(events::CONSOLE_OUTPUT, vec![l]))
+                                .await;
+                        }
+                    }
+                    Err(e) => self.send_error(ErrorKind::Other(e.to_string())).await,
+                }
+            }
+            events::SEND_STATS => {
+                let json = serde_json::to_string(&self.server.proc_usage()).unwrap_or_default();
+                self.send(WebsocketMessage::new(events::STATS, vec![json]))
+                    .await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn auth(self: &Arc<Self>, token: &str) {
+        let secret = self.app.config().token.clone();
+        let claims = match jwt::verify(token, &secret) {
+            Ok(c) => c,
+            Err(TokenError::Jwt(e)) => return self.send_error(ErrorKind::Jwt(e.into())).await,
+            Err(TokenError::Invalid(e)) => return self.send_error(ErrorKind::Other(e)).await,
+        };
+        if self.app.jwt.is_denylisted(&claims) {
+            return self
+                .send_error(ErrorKind::Jwt(jwt::ERR_DENYLIST.into()))
+                .await;
+        }
+        if !jwt::has_permission(&claims, "websocket.connect") {
+            return self
+                .send_error(ErrorKind::Jwt(jwt::ERR_NO_CONNECT.into()))
+                .await;
+        }
+        let first = self.token.read().expect("token lock").is_none();
+        *self.token.write().expect("token lock") = Some(claims);
+        self.raw(WebsocketMessage::new(events::AUTH_SUCCESS, vec![]))
+            .await;
+        if !first || self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move { me.forward_events().await });
+        let me = self.clone();
+        tokio::spawn(async move { me.watch_expiry().await });
+        let state = self.server.state();
+        self.send(WebsocketMessage::new(
+            events::STATUS,
+            vec![state.as_str().into()],
+        ))
+        .await;
+        if state == ServerState::Offline
+            && !self.server.is_installing()
+            && !self.server.is_transferring()
+        {
+            self.server.disk_usage(false).await;
+            let json = serde_json::to_string(&self.server.proc_usage()).unwrap_or_default();
+            self.send(WebsocketMessage::new(events::STATS, vec![json]))
+                .await;
+        }
+    }
+
+    async fn forward_events(self: Arc<Self>) {
+        let mut rx = self.server.subscribe();
+        loop {
+            if !self.started.load(Ordering::SeqCst) || self.out.is_closed() {
+                return;
+            }
+            let received = tokio::select! {
+                _ = self.closed.cancelled() => return,
+                r = rx.recv() => r,
+            };
+            let ev = match received {
+                Ok(ev) => ev,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            if let Some(perm) = ev.permission() {
+                if self.token_valid().is_ok() && !self.can(perm) {
+                    continue;
+                }
+            }
+            if matches!(ev, Event::Deleted) && self.out.is_closed() {
+                return;
+            }
+            let msg = ev.to_message();
+            if let Err(e) = self.token_valid() {
+                let _ = self.out.try_send(Outbound::Msg(WebsocketMessage::new(
+                    events::JWT_ERROR,
+                    vec![e.into()],
+                )));
+                continue;
+            }
+            // Console fan-out never blocks the bus: a full socket drops the line.
+            let _ = self.out.try_send(Outbound::Msg(msg));
+        }
+    }
+
+    async fn watch_expiry(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.app.ws_expiry_tick);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = self.closed.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if !self.started.load(Ordering::SeqCst) || self.out.is_closed() {
+                return;
+            }
+            let Some(c) = self.claims() else { continue };
+            let left = c.exp.unwrap_or(0) - jwt::now_secs();
+            if left <= 0 {
+                self.send(WebsocketMessage::new(events::TOKEN_EXPIRED, vec![]))
+                    .await;
+            } else if left <= 60 {
+                self.send(WebsocketMessage::new(events::TOKEN_EXPIRING, vec![]))
+                    .await;
+            }
+        }
+    }
+}
+
+enum ErrorKind {
+    Jwt(String),
+    Other(String),
+}

@@ -1,0 +1,486 @@
+//! Shared test harness: the local busybox image, a node directory, wings booted
+//! in-process on a loopback port, JWT minting, websocket clients, cleanup.
+//!
+//! TEMPORARY: `FakePanel` below serves the Remote API JSON to wings until
+//! panel-api's Remote API exists; the end-to-end tests will replace it with the real
+//! panel-api. It only answers what wings calls, with upstream's shapes.
+#![allow(dead_code)]
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::{SinkExt, StreamExt};
+use openapi::remote::{InstallationScript, ServerConfigurationResponse};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use wings::config::Config;
+use wings::App;
+
+pub const IMAGE: &str = "ferrodactyl/test-base";
+pub const TOKEN_ID: &str = "abcdefghijklmnop";
+pub const TEST_LABEL: &str = "ferrodactyl.test";
+
+static IMAGE_ONCE: Once = Once::new();
+
+/// Builds the busybox image (idempotent). Panics when Docker is unusable: these
+/// tests must fail loudly, never skip.
+pub fn ensure_image() {
+    IMAGE_ONCE.call_once(|| {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-image.sh");
+        let out = std::process::Command::new("sh")
+            .arg(&script)
+            .output()
+            .expect("could not run scripts/test-image.sh");
+        assert!(
+            out.status.success(),
+            "scripts/test-image.sh failed (is Docker running?):\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+pub fn random_token() -> String {
+    let a = uuid::Uuid::new_v4().simple().to_string();
+    let b = uuid::Uuid::new_v4().simple().to_string();
+    format!("{a}{b}")
+}
+
+// ------------------------------------------------------------------------ fake panel
+
+#[derive(Default)]
+pub struct PanelState {
+    pub servers: Mutex<Vec<ServerConfigurationResponse>>,
+    pub scripts: Mutex<HashMap<String, InstallationScript>>,
+    pub install_reports: Mutex<Vec<(String, Value)>>,
+    pub resets: Mutex<u32>,
+    pub pages_requested: Mutex<Vec<String>>,
+    pub expected_auth: Mutex<String>,
+    pub bad_auth: Mutex<u32>,
+}
+
+pub struct FakePanel {
+    pub url: String,
+    pub state: Arc<PanelState>,
+}
+
+fn authorised(st: &PanelState, h: &HeaderMap) -> bool {
+    let ok = h.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(st.expected_auth.lock().unwrap().as_str())
+        && h.get("accept").and_then(|v| v.to_str().ok())
+            == Some("application/vnd.pterodactyl.v1+json");
+    if !ok {
+        *st.bad_auth.lock().unwrap() += 1;
+    }
+    ok
+}
+
+fn forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({"errors":[{"code":"HttpException","status":"403","detail":"no"}]})),
+    )
+        .into_response()
+}
+
+async fn list(
+    State(st): State<Arc<PanelState>>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if !authorised(&st, &h) {
+        return forbidden();
+    }
+    let page_raw = q.get("page").cloned().unwrap_or_default();
+    st.pages_requested.lock().unwrap().push(page_raw.clone());
+    let per_page: usize = q.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(50);
+    let page: usize = page_raw.parse::<usize>().unwrap_or(1).max(1);
+    let all = st.servers.lock().unwrap().clone();
+    let last_page = all.len().div_ceil(per_page).max(1);
+    let data: Vec<Value> = all
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|c| json!({"uuid": c.settings.uuid, "settings": c.settings, "process_configuration": c.process_configuration}))
+        .collect();
+    Json(json!({
+        "data": data,
+        "links": {"first": "x", "last": "y", "prev": null, "next": null},
+        "meta": {"current_page": page, "from": null, "last_page": last_page, "links": [],
+                 "path": "p", "per_page": per_page, "to": null, "total": all.len()}
+    }))
+    .into_response()
+}
+
+async fn one(
+    State(st): State<Arc<PanelState>>,
+    h: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Response {
+    if !authorised(&st, &h) {
+        return forbidden();
+    }
+    let all = st.servers.lock().unwrap().clone();
+    match all.into_iter().find(|c| c.settings.uuid == uuid) {
+        Some(c) => Json(c).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"errors":[{"code":"NotFoundHttpException","status":"404","detail":"not found"}]})),
+        )
+            .into_response(),
+    }
+}
+
+async fn script(
+    State(st): State<Arc<PanelState>>,
+    h: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Response {
+    if !authorised(&st, &h) {
+        return forbidden();
+    }
+    match st.scripts.lock().unwrap().get(&uuid).cloned() {
+        Some(s) => Json(s).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn install_report(
+    State(st): State<Arc<PanelState>>,
+    h: HeaderMap,
+    Path(uuid): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    if !authorised(&st, &h) {
+        return forbidden();
+    }
+    st.install_reports.lock().unwrap().push((uuid, body));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn reset(State(st): State<Arc<PanelState>>, h: HeaderMap, body: String) -> Response {
+    if !authorised(&st, &h) || body != "null" {
+        return forbidden();
+    }
+    *st.resets.lock().unwrap() += 1;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+impl FakePanel {
+    pub async fn start(token_id: &str, token: &str) -> FakePanel {
+        let state = Arc::new(PanelState::default());
+        *state.expected_auth.lock().unwrap() = format!("Bearer {token_id}.{token}");
+        let router = Router::new()
+            .route("/api/remote/servers", get(list))
+            .route("/api/remote/servers/reset", post(reset))
+            .route("/api/remote/servers/{uuid}", get(one))
+            .route(
+                "/api/remote/servers/{uuid}/install",
+                get(script).post(install_report),
+            )
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        FakePanel {
+            url: format!("http://{addr}"),
+            state,
+        }
+    }
+
+    pub fn add_server(&self, c: ServerConfigurationResponse) {
+        self.state.servers.lock().unwrap().push(c);
+    }
+
+    pub fn set_script(&self, uuid: &str, script: &str) {
+        self.state.scripts.lock().unwrap().insert(
+            uuid.to_string(),
+            InstallationScript {
+                container_image: IMAGE.into(),
+                entrypoint: "sh".into(),
+                script: Some(script.into()),
+            },
+        );
+    }
+
+    pub fn update_server(&self, uuid: &str, f: impl FnOnce(&mut ServerConfigurationResponse)) {
+        let mut all = self.state.servers.lock().unwrap();
+        if let Some(c) = all.iter_mut().find(|c| c.settings.uuid == uuid) {
+            f(c);
+        }
+    }
+}
+
+/// A server definition as the Panel would send it. `startup` runs in the busybox
+/// image through its yolks-style entrypoint.
+pub fn server_config(
+    test: &str,
+    startup: &str,
+    done: &[&str],
+    stop: Value,
+) -> ServerConfigurationResponse {
+    let uuid = uuid::Uuid::new_v4().to_string();
+    serde_json::from_value(json!({
+        "settings": {
+            "uuid": uuid,
+            "meta": {"name": "test", "description": ""},
+            "suspended": false,
+            "environment": {"GREETING": "hello", "STARTUP": "ignored", "P_SERVER_ALLOCATION_LIMIT": 0},
+            "invocation": startup,
+            "skip_egg_scripts": false,
+            "build": {"memory_limit": 256, "swap": 0, "io_weight": 500, "cpu_limit": 50, "threads": null, "disk_space": 100, "oom_disabled": false},
+            "container": {"image": IMAGE, "oom_disabled": true, "requires_rebuild": false},
+            "allocations": {"force_outgoing_ip": false, "default": {"ip": "127.0.0.1", "port": free_port()}, "mappings": {}},
+            "mounts": [],
+            "egg": {"id": "egg", "file_denylist": []},
+            "labels": {TEST_LABEL: test}
+        },
+        "process_configuration": {
+            "startup": {"done": done, "user_interaction": [], "strip_ansi": false},
+            "stop": stop,
+            "configs": []
+        }
+    }))
+    .unwrap()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// ------------------------------------------------------------------------ node
+
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    pub token: String,
+    pub panel: FakePanel,
+    pub app: Arc<App>,
+    pub addr: SocketAddr,
+    pub test: String,
+    pub http: reqwest::Client,
+}
+
+pub fn node_config(dir: &std::path::Path, panel_url: &str, token: &str) -> Config {
+    let mut cfg = Config::default();
+    cfg.uuid = uuid::Uuid::new_v4().to_string();
+    cfg.token_id = TOKEN_ID.into();
+    cfg.token = token.into();
+    cfg.remote = panel_url.into();
+    cfg.api.host = "127.0.0.1".into();
+    let root = dir.join("root");
+    cfg.system.root_directory = root.to_string_lossy().into();
+    cfg.system.data = root.join("volumes").to_string_lossy().into();
+    cfg.system.archive_directory = root.join("archives").to_string_lossy().into();
+    cfg.system.backup_directory = root.join("backups").to_string_lossy().into();
+    cfg.system.log_directory = dir.join("log").to_string_lossy().into();
+    cfg.system.tmp_directory = dir.join("tmp").to_string_lossy().into();
+    cfg.system.username = "nobody".into();
+    cfg
+}
+
+impl Node {
+    /// Boots wings in-process against a fresh fake panel; `setup` adds servers first.
+    pub async fn start(
+        test: &str,
+        setup: impl FnOnce(&FakePanel),
+        tweak: impl FnOnce(&mut Config),
+    ) -> Node {
+        ensure_image();
+        let token = random_token();
+        let panel = FakePanel::start(TOKEN_ID, &token).await;
+        setup(&panel);
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = node_config(dir.path(), &panel.url, &token);
+        tweak(&mut cfg);
+        Self::boot_with(test, dir, token, panel, cfg).await
+    }
+
+    pub async fn boot_with(
+        test: &str,
+        dir: tempfile::TempDir,
+        token: String,
+        panel: FakePanel,
+        cfg: Config,
+    ) -> Node {
+        let mut opts = wings::BootOptions::new(dir.path().join("config.yml"));
+        opts.ws_expiry_tick = Duration::from_millis(500);
+        let app = wings::boot(cfg, opts).await.expect("wings boots");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(wings::serve(app.clone(), listener));
+        Node {
+            dir,
+            token,
+            panel,
+            app,
+            addr,
+            test: test.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn authed(&self, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(m, self.url(path))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("Accept", "application/json")
+    }
+
+    /// Removes every container this test created.
+    pub async fn cleanup(&self) {
+        cleanup_label(&self.test).await;
+    }
+
+    pub fn jwt(&self, server: &str, perms: &[&str], iat_offset: i64, exp_offset: i64) -> String {
+        mint(&self.token, server, perms, iat_offset, exp_offset, "jti-1")
+    }
+
+    pub async fn ws(&self, server: &str) -> Ws {
+        Ws::connect(
+            &self.url(&format!("/api/servers/{server}/ws")),
+            Some(&self.panel.url),
+        )
+        .await
+        .expect("ws upgrade")
+    }
+}
+
+pub async fn cleanup_label(test: &str) {
+    let env = wings::environment::docker::DockerEnvironment::connect()
+        .await
+        .unwrap();
+    env.remove_labelled(TEST_LABEL, test).await.unwrap();
+}
+
+/// Signs a websocket JWT the way the Panel does (integer dates, array `aud`).
+pub fn mint(
+    secret: &str,
+    server: &str,
+    perms: &[&str],
+    iat_offset: i64,
+    exp_offset: i64,
+    jti: &str,
+) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "iss": "http://panel.test", "aud": ["http://node.test:8080"], "jti": jti,
+        "iat": now + iat_offset, "nbf": now - 300, "exp": now + exp_offset,
+        "unique_id": "abcdefghijklmnop", "user_uuid": "u-1", "user_id": 1,
+        "server_uuid": server, "permissions": perms,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+// ------------------------------------------------------------------------ websocket client
+
+pub struct Ws {
+    pub stream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Ws {
+    pub async fn connect(
+        http_url: &str,
+        origin: Option<&str>,
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        let url = http_url.replacen("http://", "ws://", 1);
+        let mut req = url.into_client_request().unwrap();
+        if let Some(o) = origin {
+            req.headers_mut().insert("Origin", o.parse().unwrap());
+        }
+        let (stream, _) = tokio_tungstenite::connect_async(req).await?;
+        Ok(Ws { stream })
+    }
+
+    pub async fn send(&mut self, event: &str, args: Value) {
+        let msg = json!({"event": event, "args": args}).to_string();
+        self.stream.send(Message::Text(msg.into())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.stream.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    /// Next JSON event within `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<(String, Vec<String>)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let msg = tokio::time::timeout(left, self.stream.next())
+                .await
+                .ok()??
+                .ok()?;
+            if let Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                let args = v
+                    .get("args")
+                    .and_then(|a| a.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| x.as_str().unwrap_or_default().to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                return Some((v["event"].as_str().unwrap().to_string(), args));
+            }
+        }
+    }
+
+    /// Waits for an event matching `pred`, returning everything seen up to it.
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&str, &[String]) -> bool,
+    ) -> Result<(String, Vec<String>), Vec<(String, Vec<String>)>> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Err(seen);
+            };
+            match self.next(left).await {
+                Some((e, a)) => {
+                    if pred(&e, &a) {
+                        return Ok((e, a));
+                    }
+                    seen.push((e, a));
+                }
+                None => return Err(seen),
+            }
+        }
+    }
+}
+
+/// Polls `f` until it returns true.
+pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    f()
+}
