@@ -177,21 +177,24 @@ impl Environment for DockerEnvironment {
             options: Some(options),
             ..Default::default()
         };
-        match self.docker.create_network(request).await {
-            Ok(_) => {}
-            // Created concurrently by someone else: it exists now.
-            Err(BollardError::DockerResponseServerError {
-                status_code: 409, ..
-            }) => {
-                return Ok(NetworkReport {
-                    created: false,
-                    driver: cfg.driver.clone(),
-                })
+        if let Err(e) = self.docker.create_network(request).await {
+            // Created concurrently by someone else (409, or 403 "pool overlaps"): it
+            // exists now.
+            for _ in 0..25 {
+                if let Ok(n) = self
+                    .docker
+                    .inspect_network(&cfg.name, None::<InspectNetworkOptions>)
+                    .await
+                {
+                    return Ok(NetworkReport {
+                        created: false,
+                        driver: n.driver.unwrap_or_default(),
+                    });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
-            Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("could not create docker network {}", cfg.name)))
-            }
+            return Err(anyhow::Error::new(e)
+                .context(format!("could not create docker network {}", cfg.name)));
         }
         Ok(NetworkReport {
             created: true,

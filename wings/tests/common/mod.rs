@@ -361,6 +361,37 @@ impl Node {
     }
 }
 
+impl Drop for Node {
+    /// Containers are removed even when a test fails half-way.
+    fn drop(&mut self) {
+        remove_labelled_sync(&self.test);
+    }
+}
+
+pub fn remove_labelled_sync(test: &str) {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label={TEST_LABEL}={test}"),
+        ])
+        .output();
+    if let Ok(out) = out {
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !ids.is_empty() {
+            let _ = std::process::Command::new("docker")
+                .arg("rm")
+                .arg("-f")
+                .args(&ids)
+                .output();
+        }
+    }
+}
+
 pub async fn cleanup_label(test: &str) {
     let env = wings::environment::docker::DockerEnvironment::connect()
         .await
