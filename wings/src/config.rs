@@ -528,6 +528,7 @@ fn detect_timezone() -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default)]
 mod tests {
     use super::*;
 

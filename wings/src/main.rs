@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use wings::config::{Config, DEFAULT_CONFIG_PATH};
 
 #[derive(Parser)]
@@ -108,7 +108,7 @@ async fn run(path: PathBuf, debug: bool) -> anyhow::Result<()> {
 }
 
 async fn configure(
-    path: &PathBuf,
+    path: &Path,
     panel_url: &str,
     token: &str,
     node: &str,
@@ -153,7 +153,7 @@ async fn configure(
     Ok(())
 }
 
-async fn diagnostics(path: &PathBuf) -> anyhow::Result<()> {
+async fn diagnostics(path: &Path) -> anyhow::Result<()> {
     use std::fmt::Write;
     let mut out = String::new();
     writeln!(out, "|\n| Versions\n| ------------------------------")?;
@@ -168,9 +168,8 @@ async fn diagnostics(path: &PathBuf) -> anyhow::Result<()> {
                     writeln!(out, "{:>20}: {}", "Storage driver", i.storage.driver)?;
                     writeln!(
                         out,
-                        "{:>20}: {}",
-                        "Cgroups",
-                        format!("{} v{}", i.cgroups.driver, i.cgroups.version)
+                        "{:>20}: {} v{}",
+                        "Cgroups", i.cgroups.driver, i.cgroups.version
                     )?;
                     writeln!(
                         out,

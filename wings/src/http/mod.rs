@@ -167,24 +167,26 @@ async fn cors(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
 }
 
 /// The node-token bearer check (§1.1): scheme exactly `Bearer`, constant-time compare.
-fn check_auth(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+fn check_auth(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let raw = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let Some((scheme, token)) = raw.split_once(' ') else {
-        return Err(unauthorized());
+        return Err(Box::new(unauthorized()));
     };
     if scheme != "Bearer" {
-        return Err(unauthorized());
+        return Err(Box::new(unauthorized()));
     }
     let expected = app.config().token.clone();
     if expected.is_empty() || !bool::from(token.as_bytes().ct_eq(expected.as_bytes())) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "You are not authorized to access this endpoint.",
-        )
-        .into_response());
+        return Err(Box::new(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "You are not authorized to access this endpoint.",
+            )
+            .into_response(),
+        ));
     }
     Ok(())
 }
@@ -202,7 +204,7 @@ fn unauthorized() -> Response {
 
 async fn require_auth(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     if let Err(r) = check_auth(&app, req.headers()) {
-        return r;
+        return *r;
     }
     next.run(req).await
 }
@@ -211,7 +213,7 @@ async fn require_auth(State(app): State<Arc<App>>, req: Request, next: Next) -> 
 /// gin's plain-text 404.
 async fn fallback(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if let Err(r) = check_auth(&app, &headers) {
-        return r;
+        return *r;
     }
     (
         StatusCode::NOT_FOUND,

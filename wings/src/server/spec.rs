@@ -275,6 +275,7 @@ pub fn installer_container(
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default)]
 mod tests {
     use super::*;
 

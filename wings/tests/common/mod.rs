@@ -4,7 +4,7 @@
 //! TEMPORARY: `FakePanel` below serves the Remote API JSON to wings until
 //! panel-api's Remote API exists; the end-to-end tests will replace it with the real
 //! panel-api. It only answers what wings calls, with upstream's shapes.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::field_reassign_with_default)]
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -447,7 +447,7 @@ impl Ws {
 
     pub async fn send(&mut self, event: &str, args: Value) {
         let msg = json!({"event": event, "args": args}).to_string();
-        self.stream.send(Message::Text(msg.into())).await.unwrap();
+        self.stream.send(Message::Text(msg)).await.unwrap();
     }
 
     pub async fn send_raw(&mut self, text: &str) {
