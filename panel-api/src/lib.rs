@@ -1,1 +1,40 @@
-//! placeholder
+//! panel-api: Pterodactyl's Application, Client and Remote APIs on PostgreSQL.
+
+pub mod apikeys;
+pub mod config;
+pub mod crypto;
+pub mod daemon;
+pub mod db;
+pub mod eggs;
+pub mod error;
+pub mod http;
+pub mod json;
+pub mod openapi;
+pub mod ratelimit;
+pub mod state;
+pub mod validate;
+
+use anyhow::Result;
+use std::net::SocketAddr;
+
+/// Serves the panel on `listener` until `shutdown` resolves.
+pub async fn serve(
+    state: state::AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let limiter_state = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limiter_state.application_limiter.retain_recent();
+            limiter_state.client_limiter.retain_recent();
+        }
+    });
+    let svc = http::service(state);
+    axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(svc))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

@@ -16,8 +16,16 @@ pub struct Cluster {
     data_dir: PathBuf,
     socket_dir: PathBuf,
     port: u16,
-    child: Option<Child>,
+    keeper: Option<Keeper>,
     user: String,
+}
+
+/// The thread that started the server and owns it. The server is told to stop
+/// (PR_SET_PDEATHSIG) when *that thread* ends, so it lives exactly as long as the
+/// `Cluster` — or as the whole process, if the process is killed.
+struct Keeper {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// Options for [`Cluster::start`].
@@ -212,12 +220,36 @@ impl Cluster {
                 Ok(())
             });
         }
-        let child = cmd.spawn().context("starting postgres")?;
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("postgres-keeper".into())
+            .spawn(move || {
+                let child = match cmd.spawn() {
+                    Ok(c) => {
+                        let _ = started_tx.send(Ok(()));
+                        c
+                    }
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = stop_rx.recv();
+                stop_child(child);
+            })?;
+        started_rx
+            .recv()
+            .context("postgres keeper thread")?
+            .context("starting postgres")?;
         let cluster = Cluster {
             data_dir,
             socket_dir,
             port,
-            child: Some(child),
+            keeper: Some(Keeper {
+                stop: stop_tx,
+                thread,
+            }),
             user: who.map(|r| r.name).unwrap_or_else(|| "postgres".into()),
         };
         cluster.wait_ready(Duration::from_secs(30))?;
@@ -304,21 +336,26 @@ impl Cluster {
 
     /// Stops the server (fast shutdown) and waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-            let start = Instant::now();
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if start.elapsed() > Duration::from_secs(20) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                }
+        if let Some(k) = self.keeper.take() {
+            let _ = k.stop.send(());
+            let _ = k.thread.join();
+        }
+    }
+}
+
+fn stop_child(mut child: Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => break,
+            Ok(None) if start.elapsed() > Duration::from_secs(20) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
             }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
 }

@@ -1,0 +1,51 @@
+//! The Application API (`/api/application`, reference §6): 42 routes for admins and
+//! their application keys. One module per resource; each exposes its `router()`, its
+//! row type and the transformer that prints it (used by other resources' includes).
+
+pub mod databases;
+pub mod locations;
+pub mod nests;
+pub mod nodes;
+pub mod servers;
+pub mod users;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::Router;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(users::router())
+        .merge(nodes::router())
+        .merge(locations::router())
+        .merge(servers::router())
+        .merge(databases::router())
+        .merge(nests::router())
+}
+
+/// A numeric route id; anything else cannot bind a model (404).
+pub fn id(raw: &str) -> ApiResult<i64> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(ApiError::not_found)
+}
+
+/// Maps a unique-constraint violation to the validation message upstream's
+/// `unique` rule would have given, for races the pre-check could not see.
+pub fn unique_violation(e: &sqlx::Error, map: &[(&str, &str, &str)]) -> Option<ApiError> {
+    let db = e.as_database_error()?;
+    if db.code().as_deref() != Some("23505") {
+        return None;
+    }
+    let constraint = db.constraint().unwrap_or("");
+    map.iter()
+        .find(|(c, _, _)| *c == constraint)
+        .map(|(_, field, attr)| {
+            ApiError::field(
+                field,
+                "unique",
+                format!("The {attr} has already been taken."),
+            )
+        })
+}

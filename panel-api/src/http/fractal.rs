@@ -1,0 +1,404 @@
+//! Fractal's envelope as Pterodactyl serialises it (reference §4): items, lists,
+//! pagination meta with its links, `include` parsing, `filter[...]`/`sort`
+//! handling, and the PHP-encoded JSON responses.
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::input::Params;
+use crate::json;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+/// A JSON success body encoded as PHP's `json_encode` would.
+pub fn respond<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
+    let mut resp = (status, json::compact(body)).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+pub fn ok<T: Serialize + ?Sized>(body: &T) -> Response {
+    respond(StatusCode::OK, body)
+}
+
+/// 204: no body, no Content-Type.
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `{"object": name, "attributes": attrs}` with optional meta.
+pub fn item<T: Serialize>(object: &str, attributes: T, meta: Option<Value>) -> Value {
+    let mut m = Map::new();
+    m.insert("object".into(), Value::String(object.into()));
+    m.insert(
+        "attributes".into(),
+        serde_json::to_value(attributes).unwrap_or(Value::Null),
+    );
+    if let Some(meta) = meta {
+        m.insert("meta".into(), meta);
+    }
+    Value::Object(m)
+}
+
+pub fn null_resource() -> Value {
+    json!({"object": "null_resource", "attributes": null})
+}
+
+/// A list without pagination (relationships, unpaginated endpoints).
+pub fn list<T: Serialize>(object: &str, items: impl IntoIterator<Item = T>) -> Value {
+    let data: Vec<Value> = items.into_iter().map(|a| item(object, a, None)).collect();
+    json!({"object": "list", "data": data})
+}
+
+/// Requested includes, limited to two levels as upstream does.
+#[derive(Clone, Debug, Default)]
+pub struct Includes(Vec<String>);
+
+impl Includes {
+    pub fn from_params(p: &Params) -> Includes {
+        Includes::from_list(p.includes())
+    }
+
+    pub fn from_list(list: Vec<String>) -> Includes {
+        let mut out: Vec<String> = Vec::new();
+        for inc in list {
+            let parts: Vec<&str> = inc.split('.').filter(|s| !s.is_empty()).take(2).collect();
+            if parts.is_empty() {
+                continue;
+            }
+            // A nested include implies its parent.
+            for n in 1..=parts.len() {
+                let s = parts[..n].join(".");
+                if !out.contains(&s) {
+                    out.push(s);
+                }
+            }
+        }
+        Includes(out)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|s| s == name)
+    }
+
+    /// The includes below `name` (`servers.allocations` → `allocations`).
+    pub fn nested(&self, name: &str) -> Includes {
+        let prefix = format!("{name}.");
+        Includes(
+            self.0
+                .iter()
+                .filter_map(|s| s.strip_prefix(&prefix).map(str::to_string))
+                .collect(),
+        )
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `page` / `per_page` of a paginated list.
+#[derive(Clone, Copy, Debug)]
+pub struct Page {
+    pub page: i64,
+    pub per_page: i64,
+}
+
+/// Upstream has no cap on the application API; we bound it so one request cannot
+/// ask the database for millions of rows.
+pub const MAX_PER_PAGE: i64 = 1000;
+
+impl Page {
+    /// Reads `page` (anything but an integer ≥ 1 is page 1, as upstream) and
+    /// `per_page` (0 → 15 as Eloquent; non-integers, negatives and values above
+    /// `max` are a 422 where upstream would answer 500 or read everything).
+    pub fn from_params(p: &Params, default: i64, max: i64) -> ApiResult<Page> {
+        let page = p
+            .get("page")
+            .and_then(|s| s.parse::<i64>().ok())
+            .filter(|n| *n >= 1)
+            .unwrap_or(1);
+        let per_page = match p.get("per_page") {
+            None => default,
+            Some(s) => match s.parse::<i64>() {
+                Ok(0) => 15,
+                Ok(n) if (1..=max).contains(&n) => n,
+                Ok(n) if n > max => {
+                    return Err(ApiError::field(
+                        "per_page",
+                        "max",
+                        format!("The per page may not be greater than {max}."),
+                    ))
+                }
+                Ok(_) => {
+                    return Err(ApiError::field(
+                        "per_page",
+                        "min",
+                        "The per page must be at least 1.",
+                    ))
+                }
+                Err(_) => {
+                    return Err(ApiError::field(
+                        "per_page",
+                        "integer",
+                        "The per page must be an integer.",
+                    ))
+                }
+            },
+        };
+        Ok(Page { page, per_page })
+    }
+
+    /// Like upstream's client lists: `min(per_page, cap)`.
+    pub fn capped(p: &Params, default: i64, cap: i64) -> ApiResult<Page> {
+        let page = p
+            .get("page")
+            .and_then(|s| s.parse::<i64>().ok())
+            .filter(|n| *n >= 1)
+            .unwrap_or(1);
+        let per_page = match p.get("per_page") {
+            None => default,
+            Some(s) => match s.parse::<i64>() {
+                Ok(0) => 15,
+                Ok(n) if n >= 1 => n.min(cap),
+                Ok(_) => {
+                    return Err(ApiError::field(
+                        "per_page",
+                        "min",
+                        "The per page must be at least 1.",
+                    ))
+                }
+                Err(_) => cap,
+            },
+        };
+        Ok(Page { page, per_page })
+    }
+
+    pub fn offset(&self) -> i64 {
+        (self.page - 1).saturating_mul(self.per_page)
+    }
+}
+
+/// `meta.pagination` (reference §4.2). `base` is the absolute URL without query;
+/// `keep_query` carries the incoming query (client lists) with `page` replaced.
+pub fn pagination(
+    total: i64,
+    count: usize,
+    page: &Page,
+    base: &str,
+    keep_query: Option<&Params>,
+) -> Value {
+    let total_pages = ((total + page.per_page - 1) / page.per_page).max(1);
+    let link = |n: i64| -> String {
+        match keep_query {
+            None => format!("{base}?page={n}"),
+            Some(p) => {
+                let mut ser = url::form_urlencoded::Serializer::new(String::new());
+                let mut placed = false;
+                for (k, v) in &p.pairs {
+                    if k == "page" {
+                        if !placed {
+                            ser.append_pair("page", &n.to_string());
+                            placed = true;
+                        }
+                    } else {
+                        ser.append_pair(k, v.as_deref().unwrap_or(""));
+                    }
+                }
+                if !placed {
+                    ser.append_pair("page", &n.to_string());
+                }
+                format!("{base}?{}", ser.finish().replace('+', "%20"))
+            }
+        }
+    };
+    let mut links = Map::new();
+    if page.page > 1 {
+        links.insert("previous".into(), Value::String(link(page.page - 1)));
+    }
+    if page.page < total_pages {
+        links.insert("next".into(), Value::String(link(page.page + 1)));
+    }
+    json!({
+        "pagination": {
+            "total": total,
+            "count": count,
+            "per_page": page.per_page,
+            "current_page": page.page,
+            "total_pages": total_pages,
+            "links": Value::Object(links),
+        }
+    })
+}
+
+/// A paginated list body.
+pub fn paginated(object: &str, items: Vec<Value>, meta: Value) -> Value {
+    let data: Vec<Value> = items.into_iter().map(|a| item(object, a, None)).collect();
+    json!({"object": "list", "data": data, "meta": meta})
+}
+
+/// One allowed filter: its public name, the column, and how it matches.
+pub struct FilterSpec {
+    pub name: &'static str,
+    pub column: &'static str,
+    pub kind: FilterKind,
+}
+
+pub enum FilterKind {
+    /// `LOWER(col) LIKE %v%`, comma-separated values OR-ed.
+    Partial,
+    /// `col = v`.
+    Exact,
+    /// Allocation `server_id`: digits → equals, anything else → unassigned.
+    ServerId,
+}
+
+/// Validates `filter[...]` names and `sort` against the endpoint's lists and adds
+/// the matching `AND …` clauses / `ORDER BY` to `qb`.
+pub fn apply_filters<'a>(
+    qb: &mut sqlx::QueryBuilder<'a, sqlx::Postgres>,
+    p: &Params,
+    filters: &[FilterSpec],
+) -> ApiResult<()> {
+    let requested = p.filters();
+    let unknown: Vec<&str> = requested
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !filters.iter().any(|f| f.name == *n))
+        .collect();
+    if !unknown.is_empty() {
+        let allowed: Vec<&str> = filters.iter().map(|f| f.name).collect();
+        return Err(ApiError::http(
+            StatusCode::BAD_REQUEST,
+            "InvalidFilterQuery",
+            format!(
+                "Requested filter(s) `{}` are not allowed. Allowed filter(s) are `{}`.",
+                unknown.join(", "),
+                allowed.join(", ")
+            ),
+        ));
+    }
+    for (name, value) in requested {
+        let Some(spec) = filters.iter().find(|f| f.name == name) else {
+            continue;
+        };
+        match spec.kind {
+            FilterKind::Partial => {
+                // An empty value filters nothing, as upstream.
+                let Some(value) = value else { continue };
+                let values: Vec<String> = value
+                    .split(',')
+                    .map(|s| s.trim().to_lowercase())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                if values.is_empty() {
+                    continue;
+                }
+                qb.push(" AND (");
+                for (i, v) in values.into_iter().enumerate() {
+                    if i > 0 {
+                        qb.push(" OR ");
+                    }
+                    let escaped = v
+                        .replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_");
+                    qb.push(format!("LOWER({}::text) LIKE ", spec.column));
+                    qb.push_bind(format!("%{escaped}%"));
+                }
+                qb.push(")");
+            }
+            FilterKind::Exact => {
+                let Some(value) = value else { continue };
+                qb.push(format!(" AND {}::text = ", spec.column));
+                qb.push_bind(value);
+            }
+            FilterKind::ServerId => match value.filter(|v| v.chars().all(|c| c.is_ascii_digit())) {
+                Some(v) => {
+                    let id: i64 = v.parse().unwrap_or(-1);
+                    qb.push(format!(" AND {} = ", spec.column));
+                    qb.push_bind(id);
+                }
+                None => {
+                    qb.push(format!(" AND {} IS NULL", spec.column));
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Validates `sort` and returns the `ORDER BY` clause (database order when absent).
+pub fn order_by(
+    p: &Params,
+    sorts: &[(&'static str, &'static str)],
+    default: &str,
+) -> ApiResult<String> {
+    let Some(sort) = p.get("sort") else {
+        return Ok(format!(" ORDER BY {default}"));
+    };
+    let mut parts = Vec::new();
+    let mut unknown = Vec::new();
+    for s in sort.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (desc, name) = match s.strip_prefix('-') {
+            Some(n) => (true, n),
+            None => (false, s),
+        };
+        match sorts.iter().find(|(n, _)| *n == name) {
+            Some((_, col)) => parts.push(format!("{col} {}", if desc { "DESC" } else { "ASC" })),
+            None => unknown.push(name.to_string()),
+        }
+    }
+    if !unknown.is_empty() {
+        let allowed: Vec<&str> = sorts.iter().map(|(n, _)| *n).collect();
+        return Err(ApiError::http(
+            StatusCode::BAD_REQUEST,
+            "InvalidSortQuery",
+            format!(
+                "Requested sort(s) `{}` is not allowed. Allowed sort(s) are `{}`.",
+                unknown.join(", "),
+                allowed.join(", ")
+            ),
+        ));
+    }
+    if parts.is_empty() {
+        return Ok(format!(" ORDER BY {default}"));
+    }
+    Ok(format!(" ORDER BY {}, {default}", parts.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pagination_links_are_an_empty_object_and_total_pages_at_least_one() {
+        let p = Page {
+            page: 1,
+            per_page: 50,
+        };
+        let m = pagination(0, 0, &p, "http://x/api/application/users", None);
+        assert_eq!(m["pagination"]["total_pages"], 1);
+        assert_eq!(m["pagination"]["links"], json!({}));
+        let p = Page {
+            page: 2,
+            per_page: 10,
+        };
+        let m = pagination(35, 10, &p, "http://x/u", None);
+        assert_eq!(
+            m["pagination"]["links"],
+            json!({"previous": "http://x/u?page=1", "next": "http://x/u?page=3"})
+        );
+    }
+
+    #[test]
+    fn includes_keep_two_levels_and_imply_parents() {
+        let i = Includes::from_list(vec!["servers.allocations.node".into(), "user".into()]);
+        assert!(i.has("servers") && i.has("servers.allocations") && i.has("user"));
+        assert!(!i.has("servers.allocations.node"));
+        assert!(i.nested("servers").has("allocations"));
+    }
+}

@@ -1,0 +1,43 @@
+//! Shared state of the HTTP handlers: the pool, the settings, the application key,
+//! the rate limiters and the daemon client. Nothing else lives in memory, so any
+//! number of replicas can run behind a load balancer.
+
+use crate::config::Config;
+use crate::crypto::Encrypter;
+use crate::daemon::DaemonClient;
+use crate::ratelimit::Limiter;
+use sqlx::PgPool;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+pub struct Inner {
+    pub db: PgPool,
+    pub cfg: Config,
+    pub enc: Encrypter,
+    pub application_limiter: Limiter,
+    pub client_limiter: Limiter,
+    pub daemon: DaemonClient,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(db: PgPool, cfg: Config, enc: Encrypter) -> anyhow::Result<AppState> {
+        let daemon = DaemonClient::new(cfg.daemon_timeout_secs)?;
+        Ok(AppState(Arc::new(Inner {
+            application_limiter: Limiter::per_minute(cfg.application_rate_limit),
+            client_limiter: Limiter::per_minute(cfg.client_rate_limit),
+            db,
+            cfg,
+            enc,
+            daemon,
+        })))
+    }
+}
