@@ -57,6 +57,9 @@ async fn a_servers_life_install_power_console_stats_delete() {
         .allocations
         .mappings
         .insert("0.0.0.0".into(), vec![free_port() as i64]);
+    cfg.process_configuration.configs = serde_json::from_value(json!([{"file": "server.properties", "parser": "properties",
+        "replace": [{"match": "server-port", "replace_with": port}, {"match": "server-ip", "replace_with": "{{config.docker.network.interface}}"}]}]))
+    .unwrap();
     let uuid = cfg.settings.uuid.clone();
     let node = Node::start(test, |_| {}, |_| {}).await;
     node.panel.add_server(cfg);
@@ -134,6 +137,16 @@ async fn a_servers_life_install_power_console_stats_delete() {
         .await;
     assert!(seen.is_ok(), "STARTUP rendered with env: {seen:?}");
     wait_state(&mut ws, "running").await;
+
+    // Egg configuration files were rewritten before the start.
+    let props = std::fs::read_to_string(data.join("server.properties")).unwrap();
+    assert_eq!(props, format!("server-port={port}\nserver-ip=172.18.0.1\n"));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(data.join("installed.txt")).unwrap().uid(),
+        65534,
+        "files chowned to the wings user"
+    );
 
     // The container as upstream builds it.
     let c = docker_inspect(&uuid).await;
@@ -276,6 +289,56 @@ async fn a_servers_life_install_power_console_stats_delete() {
     ws.send("set state", json!(["kill"])).await;
     wait_state(&mut ws, "offline").await;
     assert_eq!(docker_inspect(&uuid).await["State"]["ExitCode"], 137);
+
+    // Reinstall: install events reach every socket; install output only reaches
+    // tokens holding admin.websocket.install.
+    let mut admin = node.ws(&uuid).await;
+    admin
+        .send(
+            "auth",
+            json!([node.jwt(&uuid, &["*", "admin.websocket.install"], 1, 600)]),
+        )
+        .await;
+    admin
+        .wait_for(LONG, |e, _| e == "auth success")
+        .await
+        .expect("admin auth");
+    let r = node
+        .authed(Method::POST, &format!("/api/servers/{uuid}/reinstall"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    admin
+        .wait_for(LONG, |e, a| {
+            e == "install output" && wsarg(a).contains("installing hello")
+        })
+        .await
+        .expect("admin sees install output");
+    let mut user_events = Vec::new();
+    loop {
+        let (e, a) = ws
+            .next(LONG)
+            .await
+            .expect("install completed reaches the user");
+        if e == "install completed" {
+            break;
+        }
+        user_events.push((e, a));
+    }
+    assert!(
+        user_events.iter().any(|(e, _)| e == "install started"),
+        "{user_events:?}"
+    );
+    assert!(
+        !user_events.iter().any(|(e, _)| e == "install output"),
+        "install output needs admin.websocket.install"
+    );
+    assert!(eventually(LONG, || reports.install_reports.lock().unwrap().len() == 2).await);
+    assert_eq!(
+        reports.install_reports.lock().unwrap()[1].1,
+        json!({"successful": true, "reinstall": true})
+    );
 
     // Delete: container and files go; sockets are closed with 1001.
     let r = node
@@ -490,5 +553,19 @@ async fn boot_paginates_from_page_zero_restores_states_and_reattaches() {
     assert_eq!(saved[&ru], "running");
     let written = wings::config::Config::load(&dir2.path().join("config.yml")).unwrap();
     assert_eq!(written.token, token);
+    // Two daemons are attached to the same containers here; mark every copy as
+    // stopping first so neither treats the kill as a crash and restarts it.
+    let all: Vec<_> = app2
+        .manager
+        .all()
+        .into_iter()
+        .chain(node.app.manager.all())
+        .collect();
+    for s in &all {
+        s.set_state(wings::events::State::Stopping);
+    }
+    for s in &all {
+        let _ = s.handle_power(wings::server::PowerAction::Kill, None).await;
+    }
     node.cleanup().await;
 }

@@ -202,6 +202,43 @@ impl Environment for DockerEnvironment {
         })
     }
 
+    async fn ensure_outgoing_ip_network(&self, name: &str, ip: &str) -> Result<()> {
+        if self
+            .docker
+            .inspect_network(name, None::<InspectNetworkOptions>)
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        let options: HashMap<String, String> = [
+            ("encryption", "false"),
+            ("com.docker.network.bridge.default_bridge", "false"),
+            ("com.docker.network.host_ipv4", ip),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            options: Some(options),
+            ..Default::default()
+        };
+        if let Err(e) = self.docker.create_network(request).await {
+            if self
+                .docker
+                .inspect_network(name, None::<InspectNetworkOptions>)
+                .await
+                .is_err()
+            {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("could not create docker network {name}")));
+            }
+        }
+        Ok(())
+    }
+
     async fn ensure_image(
         &self,
         image: &str,

@@ -107,6 +107,8 @@ pub struct NetworkReport {
 pub trait Environment: Send + Sync + 'static {
     /// Creates the configured network if missing.
     async fn ensure_network(&self, cfg: &crate::config::DockerNetwork) -> Result<NetworkReport>;
+    /// Creates the `ip-<ip>` bridge used when a server forces its outgoing IP.
+    async fn ensure_outgoing_ip_network(&self, name: &str, ip: &str) -> Result<()>;
     /// Pulls the image (unless it starts with `~`); a failed pull is tolerated when the
     /// image exists locally. Progress lines go to `progress`.
     async fn ensure_image(

@@ -2,6 +2,7 @@
 //! crash detection, stats and disk usage (reference §6.8–§6.9). Everything that
 //! touches containers goes through [`crate::environment::Environment`].
 
+pub mod configfiles;
 pub mod console;
 pub mod install;
 pub mod manager;
@@ -430,6 +431,14 @@ impl Server {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(anyhow::Error::from)?;
+        let files = self.process_configuration().configs;
+        if !files.is_empty() {
+            self.notice("Updating process configuration files...");
+            let (root, c) = (dir.clone(), cfg.clone());
+            tokio::task::spawn_blocking(move || configfiles::apply_all(&root, &files, &c))
+                .await
+                .map_err(anyhow::Error::from)?;
+        }
         if cfg.system.check_permissions_on_boot {
             self.notice(
                 "Ensuring file permissions are set correctly, this could take a few seconds...",
@@ -499,6 +508,13 @@ impl Server {
             self.notice("Finished pulling Docker container image");
         }
         env.remove(&self.uuid).await?;
+        if settings.allocations.force_outgoing_ip {
+            env.ensure_outgoing_ip_network(
+                &spec::network_mode(&settings, &cfg),
+                &settings.allocations.default.ip,
+            )
+            .await?;
+        }
         tokio::fs::create_dir_all(self.data_path())
             .await
             .map_err(anyhow::Error::from)?;
