@@ -207,9 +207,18 @@ impl Cluster {
                 "full_page_writes=off",
             ]);
         }
+        // The server's own log goes to a file beside its data, not to our terminal.
+        let log_path = dir.join("postgres.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        if let Some(r) = &who {
+            chown_tree(&log_path, r.uid, r.gid)?;
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::from(log));
         // SAFETY: prctl and setsid are async-signal-safe. The server is asked to stop
         // (fast shutdown) when the thread that started it goes away, so a killed parent
         // never leaves an orphaned cluster behind.

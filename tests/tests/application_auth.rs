@@ -84,6 +84,16 @@ async fn setup(p: &Panel) -> Ids {
     let (l, n) = p.node(&admin, closed_port()).await.unwrap();
     let (e, g) = p.egg().await.unwrap();
     let s = p.seed_server(admin.id, n, g, "auth-test").await.unwrap();
+    sqlx::query("UPDATE servers SET external_id = 'ext-server' WHERE id = $1")
+        .bind(s)
+        .execute(&p.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET external_id = 'ext-user' WHERE id = $1")
+        .bind(admin.id)
+        .execute(&p.db)
+        .await
+        .unwrap();
     let a: i64 = sqlx::query_scalar(
         "SELECT id FROM allocations WHERE server_id IS NULL ORDER BY id LIMIT 1",
     )
@@ -354,32 +364,55 @@ async fn last_used_at_is_recorded_and_only_a_hash_is_stored() {
 async fn the_rate_limit_is_240_per_minute_per_user_with_headers() {
     let p = Panel::start().await.unwrap();
     let admin = p.admin().await.unwrap();
-    let mut last = None;
-    for i in 0..240 {
-        let r = p
-            .get("/api/application/locations", &admin.key)
-            .await
-            .unwrap();
-        assert_eq!(r.status, 200, "request {i}");
+    // A second key of the same user shares the budget (the bucket is the user).
+    let second = panel_api::apikeys::create(&p.db, admin.id, 2, "second", &[])
+        .await
+        .unwrap()
+        .token();
+    let started = std::time::Instant::now();
+    let mut last = u32::MAX;
+    let mut sent = 0u32;
+    let limited = loop {
+        let key = if sent % 2 == 0 { &admin.key } else { &second };
+        let r = p.get("/api/application/locations", key).await.unwrap();
+        sent += 1;
+        if r.status == 429 {
+            break r;
+        }
+        assert_eq!(r.status, 200, "request {sent}");
+        assert_eq!(r.headers["x-ratelimit-limit"], "240");
         let remaining: u32 = r.headers["x-ratelimit-remaining"]
             .to_str()
             .unwrap()
             .parse()
             .unwrap();
-        if let Some(prev) = last {
-            assert!(remaining <= prev);
-        }
-        last = Some(remaining);
-    }
-    let r = p
-        .get("/api/application/locations", &admin.key)
-        .await
-        .unwrap();
-    r.assert_envelope(429, "ThrottleRequestsException");
-    assert_eq!(r.error_detail(), "Too Many Attempts.");
-    assert!(r.headers.get("retry-after").is_some());
-    assert!(r.headers.get("x-ratelimit-reset").is_some());
-    assert_eq!(r.headers["x-ratelimit-remaining"], "0");
+        assert!(
+            remaining <= last.saturating_add(1),
+            "remaining never grows by more than the refill"
+        );
+        last = remaining;
+        assert!(sent < 400, "no 429 after {sent} requests");
+    };
+    // 240 at once, plus the steady refill of 4 a second while the test ran.
+    let refill = (started.elapsed().as_secs_f64() * 4.0).ceil() as u32 + 1;
+    assert!(
+        sent > 240 && sent <= 241 + refill,
+        "limited after {sent} requests ({refill} refilled)"
+    );
+    limited.assert_envelope(429, "ThrottleRequestsException");
+    assert_eq!(limited.error_detail(), "Too Many Attempts.");
+    assert!(limited.headers.get("retry-after").is_some());
+    assert!(limited.headers.get("x-ratelimit-reset").is_some());
+    assert_eq!(limited.headers["x-ratelimit-remaining"], "0");
     // 429 bodies are pretty-printed like upstream's HTTP exceptions.
-    assert!(r.text().starts_with("{\n    \"errors\": ["));
+    assert!(limited.text().starts_with("{\n    \"errors\": ["));
+    // Another user is not affected.
+    let other = p.account("other", true, 2).await.unwrap();
+    assert_eq!(
+        p.get("/api/application/locations", &other.key)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
 }

@@ -15,6 +15,10 @@ const UNTRIMMED: &[&str] = &["password", "password_confirmation"];
 pub fn normalize(v: &mut Value, key: Option<&str>) {
     match v {
         Value::String(s) => {
+            // PostgreSQL text cannot hold NUL; it never matches or stores anything.
+            if s.contains('\0') {
+                *s = s.replace('\0', "");
+            }
             if !key.map(|k| UNTRIMMED.contains(&k)).unwrap_or(false) {
                 let t = s.trim();
                 if t.len() != s.len() {
@@ -93,6 +97,7 @@ impl Params {
     pub fn parse(raw: &str) -> Params {
         let pairs = url::form_urlencoded::parse(raw.as_bytes())
             .map(|(k, v)| {
+                let v = v.replace('\0', "");
                 let t = v.trim();
                 (
                     k.into_owned(),

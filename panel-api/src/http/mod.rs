@@ -51,40 +51,75 @@ async fn not_found(req: Request) -> Response {
     .into_response()
 }
 
-/// Rewrites axum's bare 405 into upstream's envelope, keeping `Allow`.
+/// The methods of every route, by group prefix. The authentication guard wraps the
+/// routes (so unknown paths stay 404 without a key), which means axum's own 405 would
+/// only be reached after authentication; upstream answers a wrong method first.
+static METHOD_TABLE: std::sync::OnceLock<
+    Vec<(&'static str, matchit::Router<&'static [&'static str]>)>,
+> = std::sync::OnceLock::new();
+
+fn method_table() -> &'static [(&'static str, matchit::Router<&'static [&'static str]>)] {
+    METHOD_TABLE.get_or_init(|| {
+        let mut out = Vec::new();
+        for (prefix, routes) in [("/api/application", application::METHODS)] {
+            let mut r = matchit::Router::new();
+            for (path, methods) in routes {
+                // The table is static; a bad entry is caught by the routing tests.
+                let _ = r.insert(*path, *methods);
+            }
+            out.push((prefix, r));
+        }
+        out
+    })
+}
+
+/// The allowed methods of `path`, if it is a known route (HEAD with GET).
+pub fn allowed_methods(path: &str) -> Option<Vec<&'static str>> {
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    for (prefix, router) in method_table() {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            if let Ok(m) = router.at(rest) {
+                let mut list: Vec<&'static str> = Vec::new();
+                for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] {
+                    if m.value.contains(&method) || (method == "HEAD" && m.value.contains(&"GET")) {
+                        list.push(method);
+                    }
+                }
+                return Some(list);
+            }
+        }
+    }
+    None
+}
+
+/// Answers a wrong method (405, envelope, `Allow`) and a plain `OPTIONS` (200,
+/// `Allow`) before routing, as upstream does.
 async fn method_not_allowed(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().trim_start_matches('/').to_string();
-    let resp = next.run(req).await;
-    if resp.status() != StatusCode::METHOD_NOT_ALLOWED
-        || resp.headers().get(header::CONTENT_TYPE).is_some()
-    {
+    let Some(allowed) = allowed_methods(req.uri().path()) else {
+        return next.run(req).await;
+    };
+    if method == Method::OPTIONS {
+        let mut resp = StatusCode::OK.into_response();
+        if let Ok(v) = allowed.join(",").parse() {
+            resp.headers_mut().insert(header::ALLOW, v);
+        }
         return resp;
     }
-    let allow = resp
-        .headers()
-        .get(header::ALLOW)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let mut methods: Vec<String> = allow
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if methods.iter().any(|m| m == "GET") && !methods.iter().any(|m| m == "HEAD") {
-        methods.push("HEAD".into());
+    if allowed.contains(&method.as_str()) {
+        return next.run(req).await;
     }
-    let order = [
-        Method::GET,
-        Method::HEAD,
-        Method::POST,
-        Method::PUT,
-        Method::PATCH,
-        Method::DELETE,
-    ];
-    methods.sort_by_key(|m| order.iter().position(|o| o.as_str() == m).unwrap_or(99));
-    let list = methods.join(", ");
+    let path = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .to_string();
+    let list = allowed.join(", ");
     let mut out = ApiError::http(
         StatusCode::METHOD_NOT_ALLOWED,
         "MethodNotAllowedHttpException",

@@ -23,6 +23,42 @@ pub fn router() -> Router<AppState> {
         .merge(nests::router())
 }
 
+/// Every route's methods (HEAD follows GET), for the 405 answer. Kept beside the
+/// routers; `tests/routing.rs` checks each entry against the real router.
+pub const METHODS: &[(&str, &[&str])] = &[
+    ("/users", &["GET", "POST"]),
+    ("/users/external/{external_id}", &["GET"]),
+    ("/users/{user}", &["GET", "PATCH", "DELETE"]),
+    ("/nodes", &["GET", "POST"]),
+    ("/nodes/deployable", &["GET"]),
+    ("/nodes/{node}", &["GET", "PATCH", "DELETE"]),
+    ("/nodes/{node}/configuration", &["GET"]),
+    ("/nodes/{node}/allocations", &["GET", "POST"]),
+    ("/nodes/{node}/allocations/{allocation}", &["DELETE"]),
+    ("/locations", &["GET", "POST"]),
+    ("/locations/{location}", &["GET", "PATCH", "DELETE"]),
+    ("/servers", &["GET", "POST"]),
+    ("/servers/external/{external_id}", &["GET"]),
+    ("/servers/{server}", &["GET", "DELETE"]),
+    ("/servers/{server}/details", &["PATCH"]),
+    ("/servers/{server}/build", &["PATCH"]),
+    ("/servers/{server}/startup", &["PATCH"]),
+    ("/servers/{server}/suspend", &["POST"]),
+    ("/servers/{server}/unsuspend", &["POST"]),
+    ("/servers/{server}/reinstall", &["POST"]),
+    ("/servers/{server}/{force}", &["DELETE"]),
+    ("/servers/{server}/databases", &["GET", "POST"]),
+    ("/servers/{server}/databases/{database}", &["GET", "DELETE"]),
+    (
+        "/servers/{server}/databases/{database}/reset-password",
+        &["POST"],
+    ),
+    ("/nests", &["GET"]),
+    ("/nests/{nest}", &["GET"]),
+    ("/nests/{nest}/eggs", &["GET"]),
+    ("/nests/{nest}/eggs/{egg}", &["GET"]),
+];
+
 /// A numeric route id; anything else cannot bind a model (404).
 pub fn id(raw: &str) -> ApiResult<i64> {
     raw.parse::<i64>()
