@@ -54,9 +54,9 @@ async fn not_found(req: Request) -> Response {
 /// The methods of every route, by group prefix. The authentication guard wraps the
 /// routes (so unknown paths stay 404 without a key), which means axum's own 405 would
 /// only be reached after authentication; upstream answers a wrong method first.
-static METHOD_TABLE: std::sync::OnceLock<
-    Vec<(&'static str, matchit::Router<&'static [&'static str]>)>,
-> = std::sync::OnceLock::new();
+type MethodTable = Vec<(&'static str, matchit::Router<&'static [&'static str]>)>;
+
+static METHOD_TABLE: std::sync::OnceLock<MethodTable> = std::sync::OnceLock::new();
 
 fn method_table() -> &'static [(&'static str, matchit::Router<&'static [&'static str]>)] {
     METHOD_TABLE.get_or_init(|| {
