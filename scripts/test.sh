@@ -3,7 +3,8 @@
 #   * PostgreSQL (Debian's `postgresql`): one private cluster for the whole run,
 #     shared by the tests through FERRO_TEST_PG_URL (each test gets its own database);
 #   * the Docker engine, with the locally built busybox image (scripts/test-image.sh);
-#   * OpenSSH's client (Debian's `openssh-client`) as the SFTP peer.
+#   * OpenSSH's client (Debian's `openssh-client`) as the SFTP peer;
+#   * MariaDB (Debian's `mariadb-server`) as the database host for server databases.
 # Installs what is missing from Debian's packages; fails loudly when something
 # cannot be had (tests never skip themselves into a green run).
 set -euo pipefail
@@ -14,6 +15,7 @@ need_apt=()
 command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir 2>/dev/null)/initdb" ] || \
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v sftp >/dev/null 2>&1 || need_apt+=(openssh-client)
+[ -x /usr/sbin/mariadbd ] || [ -x /usr/sbin/mysqld ] || need_apt+=(mariadb-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive

@@ -10,9 +10,10 @@ pub fn utc_iso(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.000000Z`.
+/// `YYYY-MM-DDTHH:MM:SS.000000Z`. Upstream's MySQL columns keep whole seconds, so
+/// the fraction is always zero there; we print it the same way.
 pub fn micro_z(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    t.format("%Y-%m-%dT%H:%M:%S.000000Z").to_string()
 }
 
 /// Parses any RFC 3339 timestamp (every format above is one).

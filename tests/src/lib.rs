@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::sync::OnceLock;
 
+pub mod mariadb;
+
 static CLUSTER: OnceLock<String> = OnceLock::new();
 
 /// The admin connection URL of the test cluster (`…/postgres`).

@@ -373,7 +373,11 @@ async fn the_rate_limit_is_240_per_minute_per_user_with_headers() {
     let mut last = u32::MAX;
     let mut sent = 0u32;
     let limited = loop {
-        let key = if sent.is_multiple_of(2) { &admin.key } else { &second };
+        let key = if sent.is_multiple_of(2) {
+            &admin.key
+        } else {
+            &second
+        };
         let r = p.get("/api/application/locations", key).await.unwrap();
         sent += 1;
         if r.status == 429 {

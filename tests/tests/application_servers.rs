@@ -16,7 +16,10 @@ fn create_body(user: i64, egg: i64, allocation: i64) -> Value {
 }
 
 async fn free_allocation(p: &Panel) -> i64 {
-    sqlx::query_scalar("SELECT id FROM allocations WHERE server_id IS NULL ORDER BY id LIMIT 1").fetch_one(&p.db).await.unwrap()
+    sqlx::query_scalar("SELECT id FROM allocations WHERE server_id IS NULL ORDER BY id LIMIT 1")
+        .fetch_one(&p.db)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -26,12 +29,33 @@ async fn create_with_an_unreachable_daemon_answers_504_and_leaves_nothing_behind
     let (_, _node) = p.node(&admin, closed_port()).await.unwrap();
     let (_, egg) = p.egg().await.unwrap();
     let alloc = free_allocation(&p).await;
-    let r = p.send(Method::POST, "/api/application/servers", &admin.key, &create_body(admin.id, egg, alloc)).await.unwrap();
+    let r = p
+        .send(
+            Method::POST,
+            "/api/application/servers",
+            &admin.key,
+            &create_body(admin.id, egg, alloc),
+        )
+        .await
+        .unwrap();
     r.assert_envelope(504, "DaemonConnectionException");
-    assert_eq!(r.error_detail(), "Could not establish a connection to the machine running this server. Please try again.");
-    let servers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM servers").fetch_one(&p.db).await.unwrap();
-    let vars: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM server_variables").fetch_one(&p.db).await.unwrap();
-    let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM allocations WHERE server_id IS NOT NULL").fetch_one(&p.db).await.unwrap();
+    assert_eq!(
+        r.error_detail(),
+        "Could not establish a connection to the machine running this server. Please try again."
+    );
+    let servers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM servers")
+        .fetch_one(&p.db)
+        .await
+        .unwrap();
+    let vars: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM server_variables")
+        .fetch_one(&p.db)
+        .await
+        .unwrap();
+    let taken: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM allocations WHERE server_id IS NOT NULL")
+            .fetch_one(&p.db)
+            .await
+            .unwrap();
     assert_eq!((servers, vars, taken), (0, 0, 0));
 }
 
@@ -41,48 +65,117 @@ async fn create_validates_fields_egg_variables_and_allocations() {
     let admin = p.admin().await.unwrap();
     let (_, node) = p.node(&admin, closed_port()).await.unwrap();
     let (_, egg) = p.egg().await.unwrap();
-    let r = p.send(Method::POST, "/api/application/servers", &admin.key, &json!({})).await.unwrap();
+    let r = p
+        .send(
+            Method::POST,
+            "/api/application/servers",
+            &admin.key,
+            &json!({}),
+        )
+        .await
+        .unwrap();
     r.assert_envelope(422, "ValidationException");
-    let fields: Vec<&str> = r.json["errors"].as_array().unwrap().iter().map(|e| e["meta"]["source_field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = r.json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["meta"]["source_field"].as_str().unwrap())
+        .collect();
     assert_eq!(
         fields,
         vec![
-            "name", "user", "egg", "docker_image", "startup", "environment", "limits", "limits.memory", "limits.swap", "limits.disk",
-            "limits.io", "limits.cpu", "feature_limits", "feature_limits.databases", "feature_limits.backups", "allocation.default"
+            "name",
+            "user",
+            "egg",
+            "docker_image",
+            "startup",
+            "environment",
+            "limits",
+            "limits.memory",
+            "limits.swap",
+            "limits.disk",
+            "limits.io",
+            "limits.cpu",
+            "feature_limits",
+            "feature_limits.databases",
+            "feature_limits.backups",
+            "allocation.default"
         ]
     );
-    assert_eq!(r.json["errors"][5]["detail"], "The environment field must be present.");
+    assert_eq!(
+        r.json["errors"][5]["detail"],
+        "The environment field must be present."
+    );
 
     // Egg variables are validated with their own rules.
     let alloc = free_allocation(&p).await;
     let mut body = create_body(admin.id, egg, alloc);
     body["environment"] = json!({"SERVER_MESSAGE": "x".repeat(65)});
     body["limits"]["io"] = json!(5);
-    let r = p.send(Method::POST, "/api/application/servers", &admin.key, &body).await.unwrap();
+    let r = p
+        .send(Method::POST, "/api/application/servers", &admin.key, &body)
+        .await
+        .unwrap();
     r.assert_envelope(422, "ValidationException");
     let errs: Vec<(&str, &str)> = r.json["errors"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["meta"]["source_field"].as_str().unwrap(), e["detail"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["meta"]["source_field"].as_str().unwrap(),
+                e["detail"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert!(errs.contains(&("limits.io", "The limits.io must be between 10 and 1000.")), "{errs:?}");
-    assert!(errs.contains(&("environment.SERVER_MESSAGE", "The Greeting variable may not be greater than 64 characters.")), "{errs:?}");
+    assert!(
+        errs.contains(&("limits.io", "The limits.io must be between 10 and 1000.")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.contains(&(
+            "environment.SERVER_MESSAGE",
+            "The Greeting variable may not be greater than 64 characters."
+        )),
+        "{errs:?}"
+    );
 
     // An allocation already in use, an unknown user and egg.
     let used_by = p.seed_server(admin.id, node, egg, "holder").await.unwrap();
-    let used: i64 = sqlx::query_scalar("SELECT allocation_id FROM servers WHERE id = $1").bind(used_by).fetch_one(&p.db).await.unwrap();
+    let used: i64 = sqlx::query_scalar("SELECT allocation_id FROM servers WHERE id = $1")
+        .bind(used_by)
+        .fetch_one(&p.db)
+        .await
+        .unwrap();
     let mut body = create_body(9999, 9999, used);
     body["egg"] = json!(9999);
-    let r = p.send(Method::POST, "/api/application/servers", &admin.key, &body).await.unwrap();
-    let details: Vec<&str> = r.json["errors"].as_array().unwrap().iter().map(|e| e["detail"].as_str().unwrap()).collect();
-    assert_eq!(details, vec!["The selected user is invalid.", "The selected egg is invalid.", "The selected allocation.default is invalid."]);
+    let r = p
+        .send(Method::POST, "/api/application/servers", &admin.key, &body)
+        .await
+        .unwrap();
+    let details: Vec<&str> = r.json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        details,
+        vec![
+            "The selected user is invalid.",
+            "The selected egg is invalid.",
+            "The selected allocation.default is invalid."
+        ]
+    );
 
     // Automatic deployment with nowhere to go.
     let mut body = create_body(admin.id, egg, 0);
     body.as_object_mut().unwrap().remove("allocation");
     body["deploy"] = json!({"locations": [424242], "dedicated_ip": false, "port_range": []});
-    let r = p.send(Method::POST, "/api/application/servers", &admin.key, &body).await.unwrap();
+    let r = p
+        .send(Method::POST, "/api/application/servers", &admin.key, &body)
+        .await
+        .unwrap();
     r.assert_envelope(400, "NoViableNodeException");
 }
 
@@ -93,27 +186,57 @@ async fn view_shape_environment_and_every_include() {
     let (_, node) = p.node(&admin, closed_port()).await.unwrap();
     let (nest, egg) = p.egg().await.unwrap();
     let sid = p.seed_server(admin.id, node, egg, "shape").await.unwrap();
-    let r = p.get(&format!("/api/application/servers/{sid}"), &admin.key).await.unwrap();
+    let r = p
+        .get(&format!("/api/application/servers/{sid}"), &admin.key)
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
     let a = &r.json["attributes"];
     assert_shape(a, SERVER_SHAPE);
     assert_utc_iso(&a["created_at"]);
-    assert_eq!(a["identifier"].as_str().unwrap(), &a["uuid"].as_str().unwrap()[..8]);
+    assert_eq!(
+        a["identifier"].as_str().unwrap(),
+        &a["uuid"].as_str().unwrap()[..8]
+    );
     assert_eq!(a["suspended"], false);
     assert_eq!(a["container"]["installed"], 1);
     assert_eq!(a["nest"], nest);
     let env = a["container"]["environment"].as_object().unwrap();
     assert_eq!(
         env.keys().collect::<Vec<_>>(),
-        vec!["SERVER_MESSAGE", "STARTUP", "P_SERVER_LOCATION", "P_SERVER_UUID", "P_SERVER_ALLOCATION_LIMIT"]
+        vec![
+            "SERVER_MESSAGE",
+            "STARTUP",
+            "P_SERVER_LOCATION",
+            "P_SERVER_UUID",
+            "P_SERVER_ALLOCATION_LIMIT"
+        ]
     );
-    assert_eq!(env["SERVER_MESSAGE"], "Hello from Ferrodactyl", "default when the server has no value");
+    assert_eq!(
+        env["SERVER_MESSAGE"], "Hello from Ferrodactyl",
+        "default when the server has no value"
+    );
     assert_eq!(env["P_SERVER_LOCATION"], "loc1");
     assert_eq!(
         a["limits"].as_object().unwrap().keys().collect::<Vec<_>>(),
-        vec!["memory", "swap", "disk", "io", "cpu", "threads", "oom_disabled"]
+        vec![
+            "memory",
+            "swap",
+            "disk",
+            "io",
+            "cpu",
+            "threads",
+            "oom_disabled"
+        ]
     );
-    assert_eq!(a["feature_limits"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["databases", "allocations", "backups"]);
+    assert_eq!(
+        a["feature_limits"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        vec!["databases", "allocations", "backups"]
+    );
 
     let r = p
         .get(&format!("/api/application/servers/{sid}?include=allocations,user,subusers,nest,egg,variables,location,node,databases"), &admin.key)
@@ -126,16 +249,40 @@ async fn view_shape_environment_and_every_include() {
     assert_eq!(rel["nest"]["object"], "nest");
     assert_eq!(rel["egg"]["object"], "egg");
     assert_eq!(rel["variables"]["data"][0]["object"], "server_variable");
-    assert_eq!(rel["variables"]["data"][0]["attributes"]["server_value"], Value::Null);
-    assert!(rel["variables"]["data"][0]["attributes"]["created_at"].as_str().unwrap().ends_with(".000000Z")
-        || rel["variables"]["data"][0]["attributes"]["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        rel["variables"]["data"][0]["attributes"]["server_value"],
+        Value::Null
+    );
+    assert!(
+        rel["variables"]["data"][0]["attributes"]["created_at"]
+            .as_str()
+            .unwrap()
+            .ends_with(".000000Z")
+            || rel["variables"]["data"][0]["attributes"]["created_at"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z')
+    );
     assert_eq!(rel["location"]["object"], "location");
     assert_eq!(rel["node"]["object"], "node");
     assert_eq!(rel["databases"], json!({"object": "list", "data": []}));
 
-    p.get("/api/application/servers/999999", &admin.key).await.unwrap().assert_envelope(404, "NotFoundHttpException");
-    sqlx::query("UPDATE servers SET external_id = 'whmcs-7' WHERE id = $1").bind(sid).execute(&p.db).await.unwrap();
-    assert_eq!(p.get("/api/application/servers/external/whmcs-7", &admin.key).await.unwrap().json["attributes"]["id"], sid);
+    p.get("/api/application/servers/999999", &admin.key)
+        .await
+        .unwrap()
+        .assert_envelope(404, "NotFoundHttpException");
+    sqlx::query("UPDATE servers SET external_id = 'whmcs-7' WHERE id = $1")
+        .bind(sid)
+        .execute(&p.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.get("/api/application/servers/external/whmcs-7", &admin.key)
+            .await
+            .unwrap()
+            .json["attributes"]["id"],
+        sid
+    );
 }
 
 #[tokio::test]
@@ -147,19 +294,52 @@ async fn server_lists_paginate_filter_sort_and_include() {
     for name in ["alpha", "beta", "gamma"] {
         p.seed_server(admin.id, node, egg, name).await.unwrap();
     }
-    let r = p.get("/api/application/servers?per_page=2&include=allocations", &admin.key).await.unwrap();
+    let r = p
+        .get(
+            "/api/application/servers?per_page=2&include=allocations",
+            &admin.key,
+        )
+        .await
+        .unwrap();
     assert_eq!(r.json["meta"]["pagination"]["total"], 3);
     assert_eq!(r.json["meta"]["pagination"]["total_pages"], 2);
     assert_eq!(r.json["data"].as_array().unwrap().len(), 2);
-    assert_eq!(r.json["data"][0]["attributes"]["relationships"]["allocations"]["data"][0]["attributes"]["assigned"], true);
-    let r = p.get("/api/application/servers?filter[name]=ET&sort=-id", &admin.key).await.unwrap();
-    let names: Vec<&str> = r.json["data"].as_array().unwrap().iter().map(|s| s["attributes"]["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        r.json["data"][0]["attributes"]["relationships"]["allocations"]["data"][0]["attributes"]
+            ["assigned"],
+        true
+    );
+    let r = p
+        .get(
+            "/api/application/servers?filter[name]=ET&sort=-id",
+            &admin.key,
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = r.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["attributes"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["beta"]);
-    let r = p.get("/api/application/servers?sort=-id", &admin.key).await.unwrap();
+    let r = p
+        .get("/api/application/servers?sort=-id", &admin.key)
+        .await
+        .unwrap();
     assert_eq!(r.json["data"][0]["attributes"]["name"], "gamma");
-    p.get("/api/application/servers?filter[owner]=1", &admin.key).await.unwrap().assert_envelope(400, "InvalidFilterQuery");
+    p.get("/api/application/servers?filter[owner]=1", &admin.key)
+        .await
+        .unwrap()
+        .assert_envelope(400, "InvalidFilterQuery");
     let long = "s".repeat(101);
-    p.get(&format!("/api/application/servers?search={long}"), &admin.key).await.unwrap().assert_envelope(422, "ValidationException");
+    p.get(
+        &format!("/api/application/servers?search={long}"),
+        &admin.key,
+    )
+    .await
+    .unwrap()
+    .assert_envelope(422, "ValidationException");
 }
 
 #[tokio::test]
@@ -170,20 +350,44 @@ async fn details_build_and_startup_updates() {
     let (_, node) = p.node(&admin, closed_port()).await.unwrap();
     let (_, egg) = p.egg().await.unwrap();
     let sid = p.seed_server(admin.id, node, egg, "edit").await.unwrap();
-    sqlx::query("UPDATE servers SET external_id = 'keep?' WHERE id = $1").bind(sid).execute(&p.db).await.unwrap();
+    sqlx::query("UPDATE servers SET external_id = 'keep?' WHERE id = $1")
+        .bind(sid)
+        .execute(&p.db)
+        .await
+        .unwrap();
 
     // details: a full replace; omitting external_id clears it.
-    let r = p.send(Method::PATCH, &format!("/api/application/servers/{sid}/details"), &admin.key, &json!({"name": "Renamed", "user": other.id})).await.unwrap();
+    let r = p
+        .send(
+            Method::PATCH,
+            &format!("/api/application/servers/{sid}/details"),
+            &admin.key,
+            &json!({"name": "Renamed", "user": other.id}),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json["attributes"]["name"], "Renamed");
     assert_eq!(r.json["attributes"]["user"], other.id);
     assert_eq!(r.json["attributes"]["external_id"], Value::Null);
     assert_eq!(r.json["attributes"]["description"], "");
-    let r = p.send(Method::PATCH, &format!("/api/application/servers/{sid}/details"), &admin.key, &json!({"name": ""})).await.unwrap();
+    let r = p
+        .send(
+            Method::PATCH,
+            &format!("/api/application/servers/{sid}/details"),
+            &admin.key,
+            &json!({"name": ""}),
+        )
+        .await
+        .unwrap();
     r.assert_envelope(422, "ValidationException");
 
     // build: legacy top-level limits; the daemon being down is only logged.
-    let primary: i64 = sqlx::query_scalar("SELECT allocation_id FROM servers WHERE id = $1").bind(sid).fetch_one(&p.db).await.unwrap();
+    let primary: i64 = sqlx::query_scalar("SELECT allocation_id FROM servers WHERE id = $1")
+        .bind(sid)
+        .fetch_one(&p.db)
+        .await
+        .unwrap();
     let extra = free_allocation(&p).await;
     let r = p
         .send(
@@ -200,8 +404,15 @@ async fn details_build_and_startup_updates() {
     assert_eq!(a["limits"]["memory"], 2048);
     assert_eq!(a["limits"]["swap"], -1);
     assert_eq!(a["limits"]["threads"], "0-1");
-    assert_eq!(a["feature_limits"], json!({"databases": null, "allocations": 3, "backups": 0}));
-    let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM allocations WHERE server_id = $1").bind(sid).fetch_one(&p.db).await.unwrap();
+    assert_eq!(
+        a["feature_limits"],
+        json!({"databases": null, "allocations": 3, "backups": 0})
+    );
+    let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM allocations WHERE server_id = $1")
+        .bind(sid)
+        .fetch_one(&p.db)
+        .await
+        .unwrap();
     assert_eq!(owned, 2);
     // nested limits; an allocation the server does not own as primary → 400.
     let foreign = free_allocation(&p).await;
@@ -215,10 +426,24 @@ async fn details_build_and_startup_updates() {
         .await
         .unwrap();
     r.assert_envelope(400, "DisplayException");
-    assert_eq!(r.error_detail(), "The requested default allocation is not currently assigned to this server.");
-    let r = p.send(Method::PATCH, &format!("/api/application/servers/{sid}/build"), &admin.key, &json!({"allocation": primary})).await.unwrap();
+    assert_eq!(
+        r.error_detail(),
+        "The requested default allocation is not currently assigned to this server."
+    );
+    let r = p
+        .send(
+            Method::PATCH,
+            &format!("/api/application/servers/{sid}/build"),
+            &admin.key,
+            &json!({"allocation": primary}),
+        )
+        .await
+        .unwrap();
     r.assert_envelope(422, "ValidationException");
-    assert_eq!(r.json["errors"][0]["detail"], "The memory field is required when limits is not present.");
+    assert_eq!(
+        r.json["errors"][0]["detail"],
+        "The memory field is required when limits is not present."
+    );
 
     // startup: environment checked against the egg; values stored.
     let r = p
@@ -232,8 +457,14 @@ async fn details_build_and_startup_updates() {
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json["attributes"]["container"]["environment"]["SERVER_MESSAGE"], "changed");
-    assert_eq!(r.json["attributes"]["container"]["image"], "ferrodactyl/test-base:2");
+    assert_eq!(
+        r.json["attributes"]["container"]["environment"]["SERVER_MESSAGE"],
+        "changed"
+    );
+    assert_eq!(
+        r.json["attributes"]["container"]["image"],
+        "ferrodactyl/test-base:2"
+    );
     let r = p
         .send(
             Method::PATCH,
@@ -244,8 +475,16 @@ async fn details_build_and_startup_updates() {
         .await
         .unwrap();
     r.assert_envelope(422, "ValidationException");
-    let fields: Vec<&str> = r.json["errors"].as_array().unwrap().iter().map(|e| e["meta"]["source_field"].as_str().unwrap()).collect();
-    assert!(fields.contains(&"image") && fields.contains(&"environment.SERVER_MESSAGE"), "{fields:?}");
+    let fields: Vec<&str> = r.json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["meta"]["source_field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"image") && fields.contains(&"environment.SERVER_MESSAGE"),
+        "{fields:?}"
+    );
 }
 
 #[tokio::test]
@@ -256,15 +495,31 @@ async fn power_state_routes_roll_back_when_the_daemon_is_unreachable() {
     let (_, egg) = p.egg().await.unwrap();
     let sid = p.seed_server(admin.id, node, egg, "state").await.unwrap();
     let status = || async {
-        sqlx::query_scalar::<_, Option<String>>("SELECT status FROM servers WHERE id = $1").bind(sid).fetch_one(&p.db).await.unwrap()
+        sqlx::query_scalar::<_, Option<String>>("SELECT status FROM servers WHERE id = $1")
+            .bind(sid)
+            .fetch_one(&p.db)
+            .await
+            .unwrap()
     };
     let post = |path: String| p.call(p.req(Method::POST, &path, Some(&admin.key)));
 
     // Unsuspending a server that is not suspended is a no-op.
-    assert_eq!(post(format!("/api/application/servers/{sid}/unsuspend")).await.unwrap().status, 204);
-    post(format!("/api/application/servers/{sid}/suspend")).await.unwrap().assert_envelope(504, "DaemonConnectionException");
+    assert_eq!(
+        post(format!("/api/application/servers/{sid}/unsuspend"))
+            .await
+            .unwrap()
+            .status,
+        204
+    );
+    post(format!("/api/application/servers/{sid}/suspend"))
+        .await
+        .unwrap()
+        .assert_envelope(504, "DaemonConnectionException");
     assert_eq!(status().await, None, "suspension rolled back");
-    post(format!("/api/application/servers/{sid}/reinstall")).await.unwrap().assert_envelope(504, "DaemonConnectionException");
+    post(format!("/api/application/servers/{sid}/reinstall"))
+        .await
+        .unwrap()
+        .assert_envelope(504, "DaemonConnectionException");
     assert_eq!(status().await, None, "reinstall rolled back");
     // A transfer in progress blocks suspension toggles.
     sqlx::query("INSERT INTO server_transfers (server_id, old_node, new_node, old_allocation, new_allocation) VALUES ($1, 1, 2, 1, 2)")
@@ -272,9 +527,14 @@ async fn power_state_routes_roll_back_when_the_daemon_is_unreachable() {
         .execute(&p.db)
         .await
         .unwrap();
-    let r = post(format!("/api/application/servers/{sid}/suspend")).await.unwrap();
+    let r = post(format!("/api/application/servers/{sid}/suspend"))
+        .await
+        .unwrap();
     r.assert_envelope(409, "ConflictHttpException");
-    assert_eq!(r.error_detail(), "Cannot toggle suspension status on a server that is currently being transferred.");
+    assert_eq!(
+        r.error_detail(),
+        "Cannot toggle suspension status on a server that is currently being transferred."
+    );
 }
 
 #[tokio::test]
@@ -285,16 +545,48 @@ async fn delete_needs_the_daemon_unless_forced() {
     let (_, egg) = p.egg().await.unwrap();
     let sid = p.seed_server(admin.id, node, egg, "doomed").await.unwrap();
     let del = |path: String| p.call(p.req(Method::DELETE, &path, Some(&admin.key)));
-    del(format!("/api/application/servers/{sid}")).await.unwrap().assert_envelope(504, "DaemonConnectionException");
-    assert_eq!(p.get(&format!("/api/application/servers/{sid}"), &admin.key).await.unwrap().status, 200, "still there");
+    del(format!("/api/application/servers/{sid}"))
+        .await
+        .unwrap()
+        .assert_envelope(504, "DaemonConnectionException");
+    assert_eq!(
+        p.get(&format!("/api/application/servers/{sid}"), &admin.key)
+            .await
+            .unwrap()
+            .status,
+        200,
+        "still there"
+    );
     // Upstream would delete the server here; we refuse the method (bug fixed), and any
     // other segment than `force` is not a route.
-    del(format!("/api/application/servers/{sid}/databases")).await.unwrap().assert_envelope(405, "MethodNotAllowedHttpException");
-    del(format!("/api/application/servers/{sid}/other")).await.unwrap().assert_envelope(404, "NotFoundHttpException");
-    assert_eq!(p.get(&format!("/api/application/servers/{sid}"), &admin.key).await.unwrap().status, 200, "still there");
-    let r = del(format!("/api/application/servers/{sid}/force")).await.unwrap();
+    del(format!("/api/application/servers/{sid}/databases"))
+        .await
+        .unwrap()
+        .assert_envelope(405, "MethodNotAllowedHttpException");
+    del(format!("/api/application/servers/{sid}/other"))
+        .await
+        .unwrap()
+        .assert_envelope(404, "NotFoundHttpException");
+    assert_eq!(
+        p.get(&format!("/api/application/servers/{sid}"), &admin.key)
+            .await
+            .unwrap()
+            .status,
+        200,
+        "still there"
+    );
+    let r = del(format!("/api/application/servers/{sid}/force"))
+        .await
+        .unwrap();
     assert_eq!(r.status, 204, "{}", r.text());
-    p.get(&format!("/api/application/servers/{sid}"), &admin.key).await.unwrap().assert_envelope(404, "NotFoundHttpException");
-    let freed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM allocations WHERE server_id IS NOT NULL").fetch_one(&p.db).await.unwrap();
+    p.get(&format!("/api/application/servers/{sid}"), &admin.key)
+        .await
+        .unwrap()
+        .assert_envelope(404, "NotFoundHttpException");
+    let freed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM allocations WHERE server_id IS NOT NULL")
+            .fetch_one(&p.db)
+            .await
+            .unwrap();
     assert_eq!(freed, 0);
 }

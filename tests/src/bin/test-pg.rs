@@ -15,7 +15,10 @@ fn main() {
     };
     let cluster = pgcluster::Cluster::start(
         std::path::Path::new(&dir),
-        &pgcluster::Options { fast_unsafe: true, max_connections: 300 },
+        &pgcluster::Options {
+            fast_unsafe: true,
+            max_connections: 300,
+        },
     )
     .unwrap_or_else(|e| {
         eprintln!("test-pg: {e:#}");

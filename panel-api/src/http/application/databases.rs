@@ -197,11 +197,15 @@ pub fn render<'a>(
 // ---- database host operations ---------------------------------------------------
 
 async fn host_conn(st: &AppState, h: &HostRow) -> ApiResult<sqlx::MySqlConnection> {
-    let opts = sqlx::mysql::MySqlConnectOptions::new()
+    let password = st.enc.decrypt(&h.password)?;
+    let mut opts = sqlx::mysql::MySqlConnectOptions::new()
         .host(&h.host)
         .port(h.port as u16)
-        .username(&h.username)
-        .password(&st.enc.decrypt(&h.password)?);
+        .username(&h.username);
+    // An empty password means "none": sending an empty one is refused by MySQL.
+    if !password.is_empty() {
+        opts = opts.password(&password);
+    }
     sqlx::MySqlConnection::connect_with(&opts)
         .await
         .map_err(|e| {
