@@ -1,5 +1,6 @@
 //! panel-api: Pterodactyl's Application, Client and Remote APIs on PostgreSQL.
 
+pub mod activity;
 pub mod apikeys;
 pub mod config;
 pub mod crypto;

@@ -245,12 +245,16 @@ impl Panel {
     /// A location, a node whose daemon is at `daemon` (host:port), and allocations
     /// 127.0.0.1:30000-30009 on it. Returns (location id, node id).
     pub async fn node(&self, admin: &Account, daemon_port: u16) -> Result<(i64, i64)> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM locations")
+            .fetch_one(&self.db)
+            .await?;
+        let short = format!("loc{}", n + 1);
         let loc = self
             .send(
                 reqwest::Method::POST,
                 "/api/application/locations",
                 &admin.key,
-                &json!({"short": "loc1", "long": "Test"}),
+                &json!({"short": short, "long": "Test"}),
             )
             .await?;
         anyhow::ensure!(loc.status == 201, "location: {:?}", loc.json);
@@ -262,7 +266,7 @@ impl Panel {
                 reqwest::Method::POST,
                 "/api/application/nodes",
                 &admin.key,
-                &json!({"name": "node1", "location_id": loc_id, "fqdn": "127.0.0.1", "scheme": "http", "memory": 4096,
+                &json!({"name": format!("node{}", n + 1), "location_id": loc_id, "fqdn": "127.0.0.1", "scheme": "http", "memory": 4096,
                     "memory_overallocate": 0, "disk": 10000, "disk_overallocate": 0, "daemon_listen": daemon_port, "daemon_sftp": 2022}),
             )
             .await?;

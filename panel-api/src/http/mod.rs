@@ -6,6 +6,7 @@ pub mod application;
 pub mod auth;
 pub mod fractal;
 pub mod input;
+pub mod remote;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -25,6 +26,13 @@ pub fn router(state: AppState) -> Router {
             application::router().route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 auth::application_guard,
+            )),
+        )
+        .nest(
+            "/api/remote",
+            remote::router().route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                remote::daemon_guard,
             )),
         )
         .route(
@@ -61,7 +69,10 @@ static METHOD_TABLE: std::sync::OnceLock<MethodTable> = std::sync::OnceLock::new
 fn method_table() -> &'static [(&'static str, matchit::Router<&'static [&'static str]>)] {
     METHOD_TABLE.get_or_init(|| {
         let mut out = Vec::new();
-        for (prefix, routes) in [("/api/application", application::METHODS)] {
+        for (prefix, routes) in [
+            ("/api/application", application::METHODS),
+            ("/api/remote", remote::METHODS),
+        ] {
             let mut r = matchit::Router::new();
             for (path, methods) in routes {
                 // The table is static; a bad entry is caught by the routing tests.
