@@ -569,3 +569,65 @@ async fn boot_paginates_from_page_zero_restores_states_and_reattaches() {
     }
     node.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_throttle_drops_excess_lines_with_one_notice() {
+    let test = "throttle";
+    let cfg = server_config(
+        test,
+        r#"sh -c 'echo Done; sleep 2; i=0; while [ $i -lt 3000 ]; do echo "spam $i"; i=$((i+1)); done; sleep 1000'"#,
+        &["regex:^Done$"],
+        json!({"type": "signal", "value": "SIGKILL"}),
+    );
+    let uuid = cfg.settings.uuid.clone();
+    let node = Node::start(
+        test,
+        |p| p.add_server(cfg),
+        |c| {
+            c.throttles.lines = 50;
+            c.throttles.line_reset_interval = 60_000;
+        },
+    )
+    .await;
+    let mut ws = node.ws(&uuid).await;
+    ws.send("auth", json!([node.jwt(&uuid, &["*"], 1, 600)]))
+        .await;
+    assert_eq!(ws.next(LONG).await.unwrap().0, "auth success");
+    ws.send("set state", json!(["start"])).await;
+    wait_state(&mut ws, "running").await;
+    let mut spam = 0;
+    let mut notices = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while let Some((e, a)) = ws
+        .next(deadline.saturating_duration_since(std::time::Instant::now()))
+        .await
+    {
+        if e != "console output" {
+            continue;
+        }
+        if wsarg(&a).starts_with("spam ") {
+            spam += 1;
+        }
+        if wsarg(&a).contains("Server is outputting console data too quickly -- throttling...") {
+            notices += 1;
+        }
+    }
+    assert!(
+        spam < 60,
+        "at most `throttles.lines` per window reach the socket, got {spam}"
+    );
+    assert_eq!(notices, 1, "one notice per throttling episode");
+    // Docker's own log still has every line.
+    let logs = node
+        .app
+        .manager
+        .get(&uuid)
+        .unwrap()
+        .read_log(10)
+        .await
+        .unwrap();
+    assert!(logs.iter().any(|l| l == "spam 2999"), "{logs:?}");
+    ws.send("set state", json!(["kill"])).await;
+    wait_state(&mut ws, "offline").await;
+    node.cleanup().await;
+}
