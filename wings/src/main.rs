@@ -93,18 +93,24 @@ async fn run(path: PathBuf, debug: bool) -> anyhow::Result<()> {
         cfg.debug = true;
     }
     init_logging(cfg.debug);
-    if cfg.api.ssl.enabled {
-        anyhow::bail!(
-            "api.ssl.enabled is not supported by this build yet; terminate TLS in front of wings"
-        );
-    }
+    let tls = if cfg.api.ssl.enabled {
+        Some(wings::daemon::tls_acceptor(
+            std::path::Path::new(&cfg.api.ssl.cert),
+            std::path::Path::new(&cfg.api.ssl.key),
+        )?)
+    } else {
+        None
+    };
     let bind = format!("{}:{}", cfg.api.host, cfg.api.port);
     let app = wings::boot(cfg, wings::BootOptions::new(path)).await?;
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .with_context(|| format!("could not listen on {bind}"))?;
-    tracing::info!(%bind, "configuring internal webserver");
-    wings::serve(app, listener).await
+    tracing::info!(%bind, tls = tls.is_some(), "configuring internal webserver");
+    match tls {
+        Some(acceptor) => wings::daemon::serve_tls(app, listener, acceptor).await,
+        None => wings::serve(app, listener).await,
+    }
 }
 
 async fn configure(

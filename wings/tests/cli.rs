@@ -24,12 +24,14 @@ impl Drop for Daemon {
 }
 
 fn spawn_daemon(config: &std::path::Path) -> Daemon {
+    // The daemon's log goes next to its config so failures can be diagnosed.
+    let log = std::fs::File::create(config.with_extension("log")).expect("log file");
     Daemon(
         Command::new(BIN)
             .arg("--config")
             .arg(config)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("spawn wings"),
     )
@@ -253,4 +255,73 @@ fn docker_started_at(name: &str) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_ssl_serves_https_with_the_configured_certificate() {
+    let token = random_token();
+    let panel = FakePanel::start(TOKEN_ID, &token).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cfg = node_config(dir.path(), &panel.url, &token);
+    let port = free_port();
+    cfg.api.port = port;
+    cfg.api.ssl.enabled = true;
+    cfg.api.ssl.cert = cert.to_string_lossy().into();
+    cfg.api.ssl.key = key.to_string_lossy().into();
+    let path = dir.path().join("config.yml");
+    cfg.save(&path).unwrap();
+    let _daemon = spawn_daemon(&path);
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let mut ok = false;
+    for _ in 0..150 {
+        if let Ok(r) = client
+            .get(format!("https://127.0.0.1:{port}/api/system"))
+            .bearer_auth(&token)
+            .send()
+            .await
+        {
+            assert_eq!(r.status(), 200);
+            assert!(r.headers().contains_key("x-request-id"));
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ok,
+        "https endpoint never answered: {}",
+        std::fs::read_to_string(path.with_extension("log")).unwrap_or_default()
+    );
+    // Plain HTTP on the TLS port is not served.
+    assert!(reqwest::get(format!("http://127.0.0.1:{port}/api/system"))
+        .await
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true));
 }
