@@ -121,6 +121,9 @@ pub async fn boot(mut cfg: Config, opts: BootOptions) -> anyhow::Result<Arc<App>
         jwt: crate::jwt::JwtState::new(),
         config_path: opts.config_path,
         ws_expiry_tick: opts.ws_expiry_tick,
+        activity: crate::activity::ActivityLog::open(
+            PathBuf::from(&cfg.system.root_directory).join("activity.jsonl"),
+        ),
     });
 
     let states = read_states(&app.states_path());
@@ -139,6 +142,19 @@ pub async fn boot(mut cfg: Config, opts: BootOptions) -> anyhow::Result<Arc<App>
             tick.tick().await;
             if let Err(e) = cron.manager.persist_states(&cron.states_path()) {
                 tracing::warn!(error = %e, "could not write states.json");
+            }
+        }
+    });
+    let cron = app.clone();
+    let interval = Duration::from_secs(cfg.system.activity_send_interval.max(1) as u64);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let max = cron.config().system.activity_send_count.max(1) as usize;
+            if let Err(e) = cron.activity.flush(&cron.shared.remote(), max).await {
+                tracing::warn!(error = %e, "could not send activity to the panel");
             }
         }
     });

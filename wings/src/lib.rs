@@ -6,6 +6,7 @@
 //! servers from the Panel, restoring states, re-attaching running containers) and
 //! [`daemon::serve`] runs the HTTP API on a listener.
 
+pub mod activity;
 pub mod config;
 pub mod daemon;
 pub mod environment;
@@ -70,6 +71,8 @@ pub struct App {
     pub config_path: PathBuf,
     /// How often sockets check token expiry (upstream: 30 s).
     pub ws_expiry_tick: Duration,
+    /// Activity queue sent to the Panel.
+    pub activity: activity::ActivityLog,
 }
 
 impl App {

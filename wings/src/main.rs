@@ -46,14 +46,30 @@ enum Command {
     Diagnostics,
 }
 
-fn init_logging(debug: bool) {
+/// Logs to stderr and, like upstream, to `<log_directory>/wings.log`.
+fn init_logging(debug: bool, log_directory: Option<&str>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = if debug { "debug" } else { "info" };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
-        )
-        .with_writer(std::io::stderr)
+    let env = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let file = log_directory.and_then(|dir| {
+        std::fs::create_dir_all(dir).ok()?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(std::path::Path::new(dir).join("wings.log"))
+            .ok()
+    });
+    let file_layer = file.map(|f| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(env)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(file_layer)
         .try_init();
 }
 
@@ -92,7 +108,7 @@ async fn run(path: PathBuf, debug: bool) -> anyhow::Result<()> {
     if debug {
         cfg.debug = true;
     }
-    init_logging(cfg.debug);
+    init_logging(cfg.debug, Some(&cfg.system.log_directory));
     let tls = if cfg.api.ssl.enabled {
         Some(wings::daemon::tls_acceptor(
             std::path::Path::new(&cfg.api.ssl.cert),

@@ -2,7 +2,9 @@
 //! with exponential backoff on anything but 4xx, and upstream's boot pagination.
 
 use crate::config::Config;
-use openapi::remote::{InstallStatusRequest, InstallationScript, ServerConfigurationResponse};
+use openapi::remote::{
+    ActivityBatch, InstallStatusRequest, InstallationScript, ServerConfigurationResponse,
+};
 use serde::de::DeserializeOwned;
 use std::time::{Duration, Instant};
 
@@ -205,5 +207,13 @@ impl RemoteClient {
         )
         .await
         .map(|_| ())
+    }
+
+    /// `POST /api/remote/activity`.
+    pub async fn send_activity(&self, batch: &ActivityBatch) -> Result<(), RemoteError> {
+        let body = serde_json::to_value(batch).map_err(|e| RemoteError::Decode(e.to_string()))?;
+        self.send(reqwest::Method::POST, "/activity", &[], Some(body))
+            .await
+            .map(|_| ())
     }
 }

@@ -405,7 +405,7 @@ async fn crash_detection_restarts_once_then_aborts_within_the_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn caret_c_stop_signal_is_sigint_and_a_stuck_stop_is_killed() {
+async fn caret_c_stop_signal_is_sigint_and_websocket_power_is_recorded_as_activity() {
     let test = "signal";
     let trap =
         r#"sh -c 'trap "echo caught INT; exit 0" INT; echo Done; while true; do sleep 1; done'"#;
@@ -416,13 +416,19 @@ async fn caret_c_stop_signal_is_sigint_and_a_stuck_stop_is_killed() {
         json!({"type": "signal", "value": "C"}),
     );
     let uuid = cfg.settings.uuid.clone();
-    let node = Node::start(test, |p| p.add_server(cfg), |_| {}).await;
+    let node = Node::start(
+        test,
+        |p| p.add_server(cfg),
+        |c| c.system.activity_send_interval = 1,
+    )
+    .await;
     let mut ws = node.ws(&uuid).await;
     ws.send("auth", json!([node.jwt(&uuid, &["*"], 1, 600)]))
         .await;
     assert_eq!(ws.next(LONG).await.unwrap().0, "auth success");
     ws.send("set state", json!(["start"])).await;
     wait_state(&mut ws, "running").await;
+    ws.send("send command", json!(["hello"])).await;
     // The start action holds the power lock until `docker start` returns; a stop sent
     // while it is held is refused as busy (upstream behaviour), so let it finish.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -433,6 +439,39 @@ async fn caret_c_stop_signal_is_sigint_and_a_stuck_stop_is_killed() {
     .await
     .expect("SIGINT delivered");
     wait_state(&mut ws, "offline").await;
+
+    // Websocket power actions and commands reach the panel's activity log.
+    let st = node.panel.state.clone();
+    assert!(
+        eventually(Duration::from_secs(10), || st
+            .activity
+            .lock()
+            .unwrap()
+            .len()
+            >= 3)
+        .await,
+        "activity sent"
+    );
+    let events = st.activity.lock().unwrap().clone();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"server:power.start"), "{names:?}");
+    assert!(names.contains(&"server:power.stop"), "{names:?}");
+    let cmd = events
+        .iter()
+        .find(|e| e["event"] == "server:console.command")
+        .expect("command activity");
+    assert_eq!(cmd["metadata"], json!({"command": "hello"}));
+    assert_eq!(cmd["user"], "u-1");
+    assert_eq!(cmd["server"], uuid.as_str());
+    assert_eq!(cmd["ip"], "127.0.0.1");
+    assert!(cmd["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        node.app.activity.pending().is_empty(),
+        "delivered rows are dropped"
+    );
     node.cleanup().await;
 }
 

@@ -23,8 +23,12 @@ pub async fn handler(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    let ip = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let Some(server) = app.manager.get(&id) else {
         return ApiError::new(StatusCode::NOT_FOUND, MSG_NO_SERVER).into_response();
     };
@@ -45,7 +49,7 @@ pub async fn handler(
         Ok(u) => u,
         Err(e) => return ApiError::new(StatusCode::BAD_REQUEST, e.body_text()).into_response(),
     };
-    upgrade.on_upgrade(move |socket| run(app, server, socket))
+    upgrade.on_upgrade(move |socket| run(app, server, socket, ip))
 }
 
 enum Outbound {
@@ -60,9 +64,10 @@ struct Conn {
     out: mpsc::Sender<Outbound>,
     started: AtomicBool,
     closed: tokio_util::sync::CancellationToken,
+    ip: Option<std::net::IpAddr>,
 }
 
-async fn run(app: Arc<App>, server: Arc<Server>, socket: WebSocket) {
+async fn run(app: Arc<App>, server: Arc<Server>, socket: WebSocket, ip: Option<std::net::IpAddr>) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Outbound>(512);
     let writer = tokio::spawn(async move {
@@ -94,6 +99,7 @@ async fn run(app: Arc<App>, server: Arc<Server>, socket: WebSocket) {
         out: tx,
         started: AtomicBool::new(false),
         closed: tokio_util::sync::CancellationToken::new(),
+        ip,
     });
     let cancel = server.cancelled();
     let mut deleted = false;
@@ -131,6 +137,13 @@ async fn run(app: Arc<App>, server: Arc<Server>, socket: WebSocket) {
 }
 
 impl Conn {
+    fn activity(&self, event: &str, metadata: serde_json::Value) {
+        let user = self.claims().and_then(|c| c.user_uuid);
+        self.app
+            .activity
+            .record(&self.server.uuid, event, user, self.ip, metadata);
+    }
+
     fn claims(&self) -> Option<TokenClaims> {
         self.token.read().expect("token lock").clone()
     }
@@ -220,7 +233,10 @@ impl Conn {
                     return;
                 }
                 match self.server.handle_power(action, None).await {
-                    Ok(()) => {}
+                    Ok(()) => self.activity(
+                        &format!("server:power.{}", action.as_str()),
+                        serde_json::json!({}),
+                    ),
                     Err(ServerError::Busy) => {
                         let text = Self::error_text(&ServerError::Busy.to_string());
                         self.send(WebsocketMessage::new(events::DAEMON_ERROR, vec![text]))
@@ -240,7 +256,12 @@ impl Conn {
                 }
                 if let Err(e) = self.server.send_command(&arg).await {
                     self.send_error(ErrorKind::Other(e.to_string())).await;
+                    return;
                 }
+                self.activity(
+                    "server:console.command",
+                    serde_json::json!({"command": arg}),
+                );
             }
             events::SEND_LOGS => {
                 if !self.server.is_running().await {

@@ -65,6 +65,7 @@ pub struct PanelState {
     pub pages_requested: Mutex<Vec<String>>,
     pub expected_auth: Mutex<String>,
     pub bad_auth: Mutex<u32>,
+    pub activity: Mutex<Vec<Value>>,
 }
 
 pub struct FakePanel {
@@ -174,6 +175,20 @@ async fn reset(State(st): State<Arc<PanelState>>, h: HeaderMap, body: String) ->
     StatusCode::NO_CONTENT.into_response()
 }
 
+async fn activity(
+    State(st): State<Arc<PanelState>>,
+    h: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !authorised(&st, &h) {
+        return forbidden();
+    }
+    if let Some(items) = body["data"].as_array() {
+        st.activity.lock().unwrap().extend(items.iter().cloned());
+    }
+    StatusCode::OK.into_response()
+}
+
 impl FakePanel {
     pub async fn start(token_id: &str, token: &str) -> FakePanel {
         let state = Arc::new(PanelState::default());
@@ -181,6 +196,7 @@ impl FakePanel {
         let router = Router::new()
             .route("/api/remote/servers", get(list))
             .route("/api/remote/servers/reset", post(reset))
+            .route("/api/remote/activity", post(activity))
             .route("/api/remote/servers/{uuid}", get(one))
             .route(
                 "/api/remote/servers/{uuid}/install",
