@@ -670,3 +670,45 @@ async fn console_throttle_drops_excess_lines_with_one_notice() {
     wait_state(&mut ws, "offline").await;
     node.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_is_refused_when_the_server_is_over_its_disk_limit() {
+    let test = "disk";
+    let mut cfg = server_config(
+        test,
+        "sh -c 'echo Done; sleep 1000'",
+        &["regex:^Done$"],
+        json!({"type": "signal", "value": "SIGKILL"}),
+    );
+    cfg.settings.build.disk_space = 1; // MiB
+    let uuid = cfg.settings.uuid.clone();
+    let node = Node::start(test, |p| p.add_server(cfg), |_| {}).await;
+    let data = node.app.config().data_dir().join(&uuid);
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("big.bin"), vec![0u8; 2 * 1024 * 1024]).unwrap();
+    let r = node
+        .authed(Method::POST, &format!("/api/servers/{uuid}/power"))
+        .json(&json!({"action": "start", "wait_seconds": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = node.app.manager.get(&uuid).unwrap();
+    assert_eq!(s.state(), wings::events::State::Offline);
+    assert!(
+        docker_inspect(&uuid).await.is_null(),
+        "no container was created"
+    );
+    assert!(s.console_history().is_empty());
+    let v: Value = node
+        .authed(Method::GET, &format!("/api/servers/{uuid}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v["utilization"]["disk_bytes"].as_i64().unwrap() >= 2 * 1024 * 1024);
+    node.cleanup().await;
+}
