@@ -1,0 +1,337 @@
+//! Wings benchmarks of issue 3, each measured against its baseline in the same run:
+//!
+//! 1. console fan-out: a server printing lines as fast as it can, delivered to 1, 10
+//!    and 100 websocket clients with throttling off, against the raw rate at which
+//!    `docker attach` reads the same program;
+//! 2. time from power start to `running`, against `docker start` + first output line
+//!    of the same container spec;
+//! 3. resident memory of the `wings` binary with 0 and 50 servers defined.
+//!
+//! Run: `cargo bench -p wings --bench daemon` (needs the local Docker engine).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use bollard::query_parameters::AttachContainerOptionsBuilder;
+use common::*;
+use futures::StreamExt;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const SPAM: &str = r#"sh -c 'echo Done; sleep 1; yes "console line with some typical length for a game server log"'"#;
+const WINDOW: Duration = Duration::from_secs(4);
+
+#[tokio::main]
+async fn main() {
+    ensure_image();
+    fanout().await;
+    start_latency().await;
+    memory().await;
+}
+
+/// Lines/s read by a raw `docker attach` of the same program.
+async fn raw_attach_rate() -> f64 {
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    let name = format!("bench-raw-{}", uuid::Uuid::new_v4());
+    let body = bollard::models::ContainerCreateBody {
+        image: Some(IMAGE.into()),
+        tty: Some(true),
+        open_stdin: Some(true),
+        attach_stdout: Some(true),
+        env: Some(vec![format!("STARTUP={SPAM}")]),
+        labels: Some(
+            [(TEST_LABEL.to_string(), "bench".to_string())]
+                .into_iter()
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    docker
+        .create_container(
+            Some(
+                bollard::query_parameters::CreateContainerOptionsBuilder::default()
+                    .name(&name)
+                    .build(),
+            ),
+            body,
+        )
+        .await
+        .unwrap();
+    let mut att = docker
+        .attach_container(
+            &name,
+            Some(
+                AttachContainerOptionsBuilder::default()
+                    .stdout(true)
+                    .stderr(true)
+                    .stream(true)
+                    .build(),
+            ),
+        )
+        .await
+        .unwrap();
+    docker
+        .start_container(
+            &name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+    // Skip the warm-up second, then count newlines for WINDOW.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut lines = 0u64;
+    let start = Instant::now();
+    while start.elapsed() < WINDOW {
+        match tokio::time::timeout(Duration::from_secs(1), att.output.next()).await {
+            Ok(Some(Ok(chunk))) => {
+                lines += chunk.into_bytes().iter().filter(|b| **b == b'\n').count() as u64
+            }
+            _ => break,
+        }
+    }
+    let rate = lines as f64 / start.elapsed().as_secs_f64();
+    let _ = docker
+        .remove_container(
+            &name,
+            Some(
+                bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                    .force(true)
+                    .build(),
+            ),
+        )
+        .await;
+    rate
+}
+
+async fn fanout() {
+    let raw = raw_attach_rate().await;
+    println!("console fan-out (throttling off), raw docker attach: {raw:.0} lines/s");
+    for clients in [1usize, 10, 100] {
+        let test = format!("bench-fanout-{clients}");
+        let cfg = server_config(
+            &test,
+            SPAM,
+            &["regex:^Done$"],
+            json!({"type": "signal", "value": "SIGKILL"}),
+        );
+        let uuid = cfg.settings.uuid.clone();
+        let node = Node::start(&test, |p| p.add_server(cfg), |c| c.throttles.lines = 0).await;
+        let mut sockets = Vec::new();
+        for _ in 0..clients {
+            let mut ws = node.ws(&uuid).await;
+            ws.send("auth", json!([node.jwt(&uuid, &["*"], 1, 600)]))
+                .await;
+            ws.wait_for(Duration::from_secs(10), |e, _| e == "auth success")
+                .await
+                .unwrap();
+            sockets.push(ws);
+        }
+        let server = node.app.manager.get(&uuid).unwrap();
+        server
+            .handle_power(
+                wings::server::PowerAction::Start,
+                Some(Duration::from_secs(30)),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let start = Instant::now();
+        let counts = futures::future::join_all(sockets.iter_mut().map(|ws| async move {
+            let mut n = 0u64;
+            let deadline = Instant::now() + WINDOW;
+            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                match ws.next(left).await {
+                    Some((e, _)) if e == "console output" => n += 1,
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            n
+        }))
+        .await;
+        let secs = start.elapsed().as_secs_f64();
+        let per_client = counts.iter().sum::<u64>() as f64 / clients as f64 / secs;
+        println!(
+            "console fan-out to {clients:>3} client(s): {per_client:.0} lines/s per client = {:.0}% of raw attach",
+            per_client / raw * 100.0
+        );
+        let _ = server
+            .handle_power(wings::server::PowerAction::Kill, None)
+            .await;
+        node.cleanup().await;
+    }
+}
+
+async fn start_latency() {
+    const RUNS: usize = 5;
+    let test = "bench-start";
+    let cfg = server_config(
+        test,
+        "sh -c 'echo Done; sleep 1000'",
+        &["regex:^Done$"],
+        json!({"type": "signal", "value": "SIGKILL"}),
+    );
+    let uuid = cfg.settings.uuid.clone();
+    let node = Node::start(
+        test,
+        |p| p.add_server(cfg),
+        |c| c.system.check_permissions_on_boot = false,
+    )
+    .await;
+    let server = node.app.manager.get(&uuid).unwrap();
+    let mut wings_ms = Vec::new();
+    for _ in 0..RUNS {
+        let mut rx = server.subscribe_state();
+        let t = Instant::now();
+        server
+            .handle_power(
+                wings::server::PowerAction::Start,
+                Some(Duration::from_secs(30)),
+            )
+            .await
+            .unwrap();
+        rx.wait_for(|s| *s == wings::events::State::Running)
+            .await
+            .unwrap();
+        wings_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        server
+            .handle_power(wings::server::PowerAction::Kill, None)
+            .await
+            .unwrap();
+        rx.wait_for(|s| *s == wings::events::State::Offline)
+            .await
+            .unwrap();
+    }
+    // Baseline: `docker start` of the same (already created) container until its
+    // first output line, read through an attach opened beforehand.
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    let mut docker_ms = Vec::new();
+    for _ in 0..RUNS {
+        let mut att = docker
+            .attach_container(
+                &uuid,
+                Some(
+                    AttachContainerOptionsBuilder::default()
+                        .stdout(true)
+                        .stream(true)
+                        .build(),
+                ),
+            )
+            .await
+            .unwrap();
+        let t = Instant::now();
+        docker
+            .start_container(
+                &uuid,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        while let Some(Ok(chunk)) = att.output.next().await {
+            buf.extend_from_slice(&chunk.into_bytes());
+            if String::from_utf8_lossy(&buf).contains("Done") {
+                break;
+            }
+        }
+        docker_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        docker
+            .kill_container(
+                &uuid,
+                None::<bollard::query_parameters::KillContainerOptions>,
+            )
+            .await
+            .unwrap();
+        let _ = docker
+            .wait_container(
+                &uuid,
+                None::<bollard::query_parameters::WaitContainerOptions>,
+            )
+            .next()
+            .await;
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (w, d) = (median(&mut wings_ms), median(&mut docker_ms));
+    println!("power start → running: wings {w:.0} ms (recreates the container) vs docker start {d:.0} ms = {:.2}×", w / d);
+    node.cleanup().await;
+}
+
+async fn memory() {
+    let bin = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join("release/wings");
+    let bin = std::env::var("WINGS_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or(bin);
+    if !bin.exists() {
+        println!("resident memory: skipped, build the binary first (cargo build --release -p wings) or set WINGS_BIN");
+        return;
+    }
+    for n in [0usize, 50] {
+        let rss = async {
+            let token = random_token();
+            let panel = FakePanel::start(TOKEN_ID, &token).await;
+            for _ in 0..n {
+                panel.add_server(server_config(
+                    "bench-rss",
+                    "sleep 1000",
+                    &["x"],
+                    json!({"type": "signal", "value": "SIGKILL"}),
+                ));
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let mut cfg = node_config(dir.path(), &panel.url, &token);
+            cfg.api.port = free_port();
+            cfg.remote_query.boot_servers_per_page = 100;
+            let path = dir.path().join("config.yml");
+            cfg.save(&path).unwrap();
+            let mut child = std::process::Command::new(&bin)
+                .arg("--config")
+                .arg(&path)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let client = reqwest::Client::new();
+            for _ in 0..100 {
+                if client
+                    .get(format!("http://127.0.0.1:{}/api/system", cfg.api.port))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let status =
+                std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+            let _ = child.kill();
+            let _ = child.wait();
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                / 1024.0
+        }
+        .await;
+        println!(
+            "resident memory with {n:>2} servers: {rss:.1} MiB (target {:.1} MiB)",
+            20.0 + 0.5 * n as f64
+        );
+    }
+}
