@@ -65,11 +65,13 @@ async fn stack() -> Stack {
         .unwrap()
         .json;
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = wings::config::Config::default();
-    cfg.uuid = conf["uuid"].as_str().unwrap().into();
-    cfg.token_id = conf["token_id"].as_str().unwrap().into();
-    cfg.token = conf["token"].as_str().unwrap().into();
-    cfg.remote = conf["remote"].as_str().unwrap().into();
+    let mut cfg = wings::config::Config {
+        uuid: conf["uuid"].as_str().unwrap().into(),
+        token_id: conf["token_id"].as_str().unwrap().into(),
+        token: conf["token"].as_str().unwrap().into(),
+        remote: conf["remote"].as_str().unwrap().into(),
+        ..Default::default()
+    };
     cfg.api.host = "127.0.0.1".into();
     cfg.api.port = port;
     let root = dir.path().join("root");
