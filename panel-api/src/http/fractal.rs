@@ -370,6 +370,60 @@ pub fn order_by(
     Ok(format!(" ORDER BY {}, {default}", parts.join(", ")))
 }
 
+/// One page of a filtered, sorted list: the `count` statement (`SELECT COUNT(*) …
+/// WHERE TRUE`) and the `select` statement (`SELECT … WHERE TRUE`) get the same
+/// filter clauses; the select gets the order and the page. Returns the rows and the
+/// total.
+pub struct ListQuery<'a> {
+    pub count: &'a str,
+    pub select: &'a str,
+    pub filters: &'a [FilterSpec],
+    pub sorts: &'a [(&'static str, &'static str)],
+    pub default_order: &'a str,
+}
+
+impl ListQuery<'_> {
+    pub async fn fetch<R>(
+        &self,
+        db: &sqlx::PgPool,
+        p: &Params,
+        page: &Page,
+    ) -> ApiResult<(Vec<R>, i64)>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        let order = order_by(p, self.sorts, self.default_order)?;
+        let mut count = sqlx::QueryBuilder::new(self.count);
+        apply_filters(&mut count, p, self.filters)?;
+        let total: i64 = count.build_query_scalar().fetch_one(db).await?;
+        let mut q = sqlx::QueryBuilder::new(self.select);
+        apply_filters(&mut q, p, self.filters)?;
+        q.push(order)
+            .push(" LIMIT ")
+            .push_bind(page.per_page)
+            .push(" OFFSET ")
+            .push_bind(page.offset());
+        let rows: Vec<R> = q.build_query_as().fetch_all(db).await?;
+        Ok((rows, total))
+    }
+}
+
+/// The paginated list response for `items` rendered from one page.
+pub fn page_response(
+    object: &str,
+    items: Vec<Value>,
+    total: i64,
+    page: &Page,
+    url: &str,
+) -> Response {
+    let count = items.len();
+    ok(&paginated(
+        object,
+        items,
+        pagination(total, count, page, url, None),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,28 +143,23 @@ const FILTERS: &[FilterSpec] = &[
 pub async fn index(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResult<Response> {
     auth.authorize(Acl::Locations, READ)?;
     let page = Page::from_params(&p, 50, fractal::MAX_PER_PAGE)?;
-    let order = fractal::order_by(&p, &[("id", "id")], "id")?;
-    let mut count = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM locations WHERE TRUE");
-    fractal::apply_filters(&mut count, &p, FILTERS)?;
-    let total: i64 = count.build_query_scalar().fetch_one(&st.db).await?;
-    let mut q = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM locations WHERE TRUE"));
-    fractal::apply_filters(&mut q, &p, FILTERS)?;
-    q.push(order)
-        .push(" LIMIT ")
-        .push_bind(page.per_page)
-        .push(" OFFSET ")
-        .push_bind(page.offset());
-    let rows: Vec<LocationRow> = q.build_query_as().fetch_all(&st.db).await?;
-    let count = rows.len();
+    let (rows, total): (Vec<LocationRow>, i64) = fractal::ListQuery {
+        count: "SELECT COUNT(*) FROM locations WHERE TRUE",
+        select: &format!("SELECT {COLUMNS} FROM locations WHERE TRUE"),
+        filters: FILTERS,
+        sorts: &[("id", "id")],
+        default_order: "id",
+    }
+    .fetch(&st.db, &p, &page)
+    .await?;
     let items = render(&st, &auth, rows, &Includes::from_params(&p)).await?;
-    let meta = fractal::pagination(
+    Ok(fractal::page_response(
+        "location",
+        items,
         total,
-        count,
         &page,
         &format!("{}/api/application/locations", st.cfg.app_url),
-        None,
-    );
-    Ok(fractal::ok(&fractal::paginated("location", items, meta)))
+    ))
 }
 
 async fn one(
@@ -311,12 +306,5 @@ pub async fn delete(
             "Cannot delete a location that has active nodes attached to it.",
         )
     };
-    match res {
-        Ok(r) if r.rows_affected() == 1 => Ok(fractal::no_content()),
-        Ok(_) => Err(has_nodes()),
-        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("23503") => {
-            Err(has_nodes())
-        }
-        Err(e) => Err(e.into()),
-    }
+    super::delete_outcome(res, has_nodes)
 }

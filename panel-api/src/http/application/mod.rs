@@ -67,6 +67,22 @@ pub fn id(raw: &str) -> ApiResult<i64> {
         .ok_or_else(ApiError::not_found)
 }
 
+/// The answer to a guarded `DELETE … WHERE … AND NOT EXISTS (dependants)`: 204 when
+/// the row went, `blocked()` when dependants kept it (or a foreign key refused it).
+pub fn delete_outcome(
+    res: Result<sqlx::postgres::PgQueryResult, sqlx::Error>,
+    blocked: impl Fn() -> ApiError,
+) -> ApiResult<axum::response::Response> {
+    match res {
+        Ok(r) if r.rows_affected() == 1 => Ok(crate::http::fractal::no_content()),
+        Ok(_) => Err(blocked()),
+        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("23503") => {
+            Err(blocked())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Maps a unique-constraint violation to the validation message upstream's
 /// `unique` rule would have given, for races the pre-check could not see.
 pub fn unique_violation(e: &sqlx::Error, map: &[(&str, &str, &str)]) -> Option<ApiError> {

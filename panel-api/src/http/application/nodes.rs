@@ -247,37 +247,28 @@ const FILTERS: &[FilterSpec] = &[
 pub async fn index(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResult<Response> {
     auth.authorize(Acl::Nodes, READ)?;
     let page = Page::from_params(&p, 50, fractal::MAX_PER_PAGE)?;
-    let order = fractal::order_by(
-        &p,
-        &[
+    let (rows, total): (Vec<NodeRow>, i64) = fractal::ListQuery {
+        count: "SELECT COUNT(*) FROM nodes n WHERE TRUE",
+        select: &format!("{SELECT} WHERE TRUE"),
+        filters: FILTERS,
+        sorts: &[
             ("id", "n.id"),
             ("uuid", "n.uuid"),
             ("memory", "n.memory"),
             ("disk", "n.disk"),
         ],
-        "n.id",
-    )?;
-    let mut count = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM nodes n WHERE TRUE");
-    fractal::apply_filters(&mut count, &p, FILTERS)?;
-    let total: i64 = count.build_query_scalar().fetch_one(&st.db).await?;
-    let mut q = sqlx::QueryBuilder::new(format!("{SELECT} WHERE TRUE"));
-    fractal::apply_filters(&mut q, &p, FILTERS)?;
-    q.push(order)
-        .push(" LIMIT ")
-        .push_bind(page.per_page)
-        .push(" OFFSET ")
-        .push_bind(page.offset());
-    let rows: Vec<NodeRow> = q.build_query_as().fetch_all(&st.db).await?;
-    let count = rows.len();
+        default_order: "n.id",
+    }
+    .fetch(&st.db, &p, &page)
+    .await?;
     let items = render(&st, &auth, rows, &Includes::from_params(&p)).await?;
-    let meta = fractal::pagination(
+    Ok(fractal::page_response(
+        "node",
+        items,
         total,
-        count,
         &page,
         &format!("{}/api/application/nodes", st.cfg.app_url),
-        None,
-    );
-    Ok(fractal::ok(&fractal::paginated("node", items, meta)))
+    ))
 }
 
 async fn one(
@@ -562,14 +553,7 @@ pub async fn delete(
             "A node must have no servers linked to it in order to be deleted.",
         )
     };
-    match res {
-        Ok(r) if r.rows_affected() == 1 => Ok(fractal::no_content()),
-        Ok(_) => Err(has()),
-        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("23503") => {
-            Err(has())
-        }
-        Err(e) => Err(e.into()),
-    }
+    super::delete_outcome(res, has)
 }
 
 #[utoipa::path(get, path = "/api/application/nodes/deployable", tag = "nodes",
@@ -1038,14 +1022,7 @@ pub async fn allocations_delete(
             "A server is currently assigned to this allocation. An allocation can only be deleted if no server is currently assigned.",
         )
     };
-    match res {
-        Ok(r) if r.rows_affected() == 1 => Ok(fractal::no_content()),
-        Ok(_) => Err(used()),
-        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("23503") => {
-            Err(used())
-        }
-        Err(e) => Err(e.into()),
-    }
+    super::delete_outcome(res, used)
 }
 
 #[cfg(test)]

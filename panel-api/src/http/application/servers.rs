@@ -412,28 +412,23 @@ pub async fn index(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResu
             ));
         }
     }
-    let order = fractal::order_by(&p, &[("id", "s.id"), ("uuid", "s.uuid")], "s.id")?;
-    let mut count = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM servers s WHERE TRUE");
-    fractal::apply_filters(&mut count, &p, FILTERS)?;
-    let total: i64 = count.build_query_scalar().fetch_one(&st.db).await?;
-    let mut q = sqlx::QueryBuilder::new(format!("{SELECT} WHERE TRUE"));
-    fractal::apply_filters(&mut q, &p, FILTERS)?;
-    q.push(order)
-        .push(" LIMIT ")
-        .push_bind(page.per_page)
-        .push(" OFFSET ")
-        .push_bind(page.offset());
-    let rows: Vec<ServerRow> = q.build_query_as().fetch_all(&st.db).await?;
-    let count = rows.len();
+    let (rows, total): (Vec<ServerRow>, i64) = fractal::ListQuery {
+        count: "SELECT COUNT(*) FROM servers s WHERE TRUE",
+        select: &format!("{SELECT} WHERE TRUE"),
+        filters: FILTERS,
+        sorts: &[("id", "s.id"), ("uuid", "s.uuid")],
+        default_order: "s.id",
+    }
+    .fetch(&st.db, &p, &page)
+    .await?;
     let items = render(&st, &auth, rows, &Includes::from_params(&p)).await?;
-    let meta = fractal::pagination(
+    Ok(fractal::page_response(
+        "server",
+        items,
         total,
-        count,
         &page,
         &format!("{}/api/application/servers", st.cfg.app_url),
-        None,
-    );
-    Ok(fractal::ok(&fractal::paginated("server", items, meta)))
+    ))
 }
 
 async fn one(
