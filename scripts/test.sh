@@ -30,7 +30,7 @@ sh scripts/test-image.sh
 # One PostgreSQL cluster for the run, stopped on exit.
 PGDIR="$(mktemp -d /tmp/ferro-ci-pg.XXXXXX)"
 cargo build -q -p ferrodactyl-tests --bin test-pg
-"$ROOT/target/debug/test-pg" "$PGDIR" > "$PGDIR/url" &
+"${CARGO_TARGET_DIR:-$ROOT/target}/debug/test-pg" "$PGDIR" > "$PGDIR/url" &
 PG_PID=$!
 cleanup() { kill "$PG_PID" 2>/dev/null || true; wait "$PG_PID" 2>/dev/null || true; rm -rf "$PGDIR"; }
 trap cleanup EXIT
