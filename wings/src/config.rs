@@ -381,10 +381,20 @@ impl Config {
         self.remote.trim_end_matches('/').to_string()
     }
 
-    /// Applies `POST /api/update` (or `wings configure`) JSON on top of this
-    /// configuration: absent keys keep their values, `allowed_mounts` is ignored, and
-    /// Let's Encrypt default paths never override manually configured ones.
+    /// Applies `POST /api/update` JSON on top of this configuration: absent keys keep
+    /// their values, `allowed_mounts` is ignored, and Let's Encrypt default paths never
+    /// override the configured ones (which upstream lower-cases in that case).
     pub fn merged_with_panel(&self, body: &serde_json::Value) -> Result<Config> {
+        self.merge_panel_json(body, true)
+    }
+
+    /// `wings configure`: the Panel's node configuration on top of the defaults, with
+    /// its certificate paths taken as they are.
+    pub fn from_panel(body: &serde_json::Value) -> Result<Config> {
+        Config::default().merge_panel_json(body, false)
+    }
+
+    fn merge_panel_json(&self, body: &serde_json::Value, keep_ssl_paths: bool) -> Result<Config> {
         let mut current = serde_json::to_value(self)?;
         let mut incoming = body.clone();
         if let Some(obj) = incoming.as_object_mut() {
@@ -397,12 +407,13 @@ impl Config {
         merge_json(&mut current, incoming);
         let mut merged: Config = serde_json::from_value(current)
             .context("the data passed in the request was not in a parsable format")?;
-        if new_key
-            .as_deref()
-            .is_some_and(|k| k.starts_with("/etc/letsencrypt/live/"))
+        if keep_ssl_paths
+            && new_key
+                .as_deref()
+                .is_some_and(|k| k.starts_with("/etc/letsencrypt/live/"))
         {
-            merged.api.ssl.key = self.api.ssl.key.clone();
-            merged.api.ssl.cert = self.api.ssl.cert.clone();
+            merged.api.ssl.key = self.api.ssl.key.to_lowercase();
+            merged.api.ssl.cert = self.api.ssl.cert.to_lowercase();
         }
         Ok(merged)
     }
@@ -566,7 +577,7 @@ mod tests {
     fn panel_update_merges_and_keeps_manual_ssl_paths_and_mounts() {
         let mut c = Config::default();
         c.allowed_mounts = vec!["/srv".into()];
-        c.api.ssl.key = "/my/key.pem".into();
+        c.api.ssl.key = "/My/key.pem".into();
         c.api.ssl.cert = "/my/cert.pem".into();
         let body = serde_json::json!({"token":"new","api":{"port":9090,"ssl":{"enabled":true,
             "cert":"/etc/letsencrypt/live/x/fullchain.pem","key":"/etc/letsencrypt/live/x/privkey.pem"}},
