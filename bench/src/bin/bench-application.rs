@@ -203,8 +203,8 @@ where
     let me: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut *conn)
         .await?;
-    let reload = |on: bool| {
-        let stmts: Vec<String> = if on {
+    let reload = |on: bool| -> Vec<String> {
+        if on {
             vec![
                 "ALTER SYSTEM SET log_statement = 'all'".into(),
                 format!(
@@ -217,8 +217,7 @@ where
                 "ALTER SYSTEM RESET log_statement".into(),
                 "ALTER SYSTEM RESET log_line_prefix".into(),
             ]
-        };
-        stmts
+        }
     };
     for s in reload(true) {
         sqlx::raw_sql(&s).execute(&mut *conn).await?;
@@ -470,7 +469,11 @@ async fn run(args: Args, bin: PathBuf, pgbench_bin: PathBuf) -> Result<()> {
                 .iter()
                 .map(|p| match p {
                     None => "NULL".to_string(),
-                    Some(v) if v.len() > 40 => format!("'{}…' ({} chars)", &v[..40], v.len()),
+                    Some(v) if v.chars().count() > 40 => format!(
+                        "'{}…' ({} chars)",
+                        v.chars().take(40).collect::<String>(),
+                        v.chars().count()
+                    ),
                     Some(v) => format!("'{v}'"),
                 })
                 .collect();
