@@ -8,6 +8,7 @@
 
 pub mod application;
 pub mod client;
+pub mod client_api;
 pub mod envelope;
 pub mod remote;
 pub mod time;
