@@ -21,6 +21,9 @@ pub async fn connect_url(url: &str, max: u32) -> Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(max)
         .min_connections(1)
+        // sqlx discards connections that fail; a ping before every query would add a
+        // round trip to each of a request's statements.
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(opts)
         .await

@@ -29,14 +29,12 @@ pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// `{"object": name, "attributes": attrs}` with optional meta.
-pub fn item<T: Serialize>(object: &str, attributes: T, meta: Option<Value>) -> Value {
-    let mut m = Map::new();
+/// `{"object": name, "attributes": attrs}` with optional meta. Takes the attributes
+/// already as JSON so nothing is copied again.
+pub fn item(object: &str, attributes: Value, meta: Option<Value>) -> Value {
+    let mut m = Map::with_capacity(3);
     m.insert("object".into(), Value::String(object.into()));
-    m.insert(
-        "attributes".into(),
-        serde_json::to_value(attributes).unwrap_or(Value::Null),
-    );
+    m.insert("attributes".into(), attributes);
     if let Some(meta) = meta {
         m.insert("meta".into(), meta);
     }
@@ -48,7 +46,7 @@ pub fn null_resource() -> Value {
 }
 
 /// A list without pagination (relationships, unpaginated endpoints).
-pub fn list<T: Serialize>(object: &str, items: impl IntoIterator<Item = T>) -> Value {
+pub fn list(object: &str, items: impl IntoIterator<Item = Value>) -> Value {
     let data: Vec<Value> = items.into_iter().map(|a| item(object, a, None)).collect();
     json!({"object": "list", "data": data})
 }
