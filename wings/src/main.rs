@@ -167,8 +167,8 @@ async fn configure(
         anyhow::bail!("the panel answered HTTP {status}");
     }
     let body: serde_json::Value = resp.json().await.context("invalid configuration JSON")?;
-    let cfg = Config::from_panel(&body)
-        .context("the panel's configuration could not be applied")?;
+    let cfg =
+        Config::from_panel(&body).context("the panel's configuration could not be applied")?;
     cfg.save(path)?;
     println!("Successfully configured wings ({}).", path.display());
     Ok(())

@@ -109,7 +109,10 @@ async fn configure_fetches_the_node_configuration_and_writes_config_yml() {
     assert_eq!(cfg.token, "t".repeat(64));
     assert_eq!(cfg.api.port, 8443);
     assert!(cfg.api.ssl.enabled);
-    assert_eq!(cfg.api.ssl.key, "/etc/letsencrypt/live/n/privkey.pem", "configure keeps the panel's paths");
+    assert_eq!(
+        cfg.api.ssl.key, "/etc/letsencrypt/live/n/privkey.pem",
+        "configure keeps the panel's paths"
+    );
     assert_eq!(cfg.remote, "https://panel.example.com");
     assert!(
         cfg.allowed_mounts.is_empty(),
