@@ -182,7 +182,7 @@ async fn server_list_info_power_and_command_through_the_client_api() {
             &s.who,
             "server",
             Some("info"),
-            vec![s("server", &s.identifier)],
+            vec![so("server", &s.identifier)],
         )
         .await;
     let out = text(&r);
@@ -202,7 +202,7 @@ async fn server_list_info_power_and_command_through_the_client_api() {
             &s.who,
             "server",
             Some("start"),
-            vec![s("server", &s.identifier)],
+            vec![so("server", &s.identifier)],
         )
         .await;
     assert!(text(&r).contains("Starting **botsrv**"), "{r}");
@@ -224,7 +224,7 @@ async fn server_list_info_power_and_command_through_the_client_api() {
             &s.who,
             "server",
             Some("command"),
-            vec![s("server", &s.identifier), s("command", "ping")],
+            vec![so("server", &s.identifier), so("command", "ping")],
         )
         .await;
     assert!(text(&r).contains("Sent to **botsrv**"), "{r}");
@@ -257,7 +257,7 @@ async fn server_list_info_power_and_command_through_the_client_api() {
             &s.who,
             "server",
             Some("info"),
-            vec![s("server", "zzzzzzzz")],
+            vec![so("server", "zzzzzzzz")],
         )
         .await;
     assert!(text(&r).contains("Unknown server `zzzzzzzz`"), "{r}");
@@ -272,7 +272,7 @@ async fn max_servers_is_enforced_before_the_power_call() {
         &discord_admin(),
         "admin",
         Some("permissions"),
-        vec![u("user", s.who.id), i("max_servers", 0)],
+        vec![uo("user", s.who.id), io("max_servers", 0)],
     )
     .await;
     let r = t
@@ -280,7 +280,7 @@ async fn max_servers_is_enforced_before_the_power_call() {
             &s.who,
             "server",
             Some("start"),
-            vec![s("server", &s.identifier)],
+            vec![so("server", &s.identifier)],
         )
         .await;
     assert!(text(&r).contains("max_servers"), "{r}");

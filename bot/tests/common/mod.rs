@@ -7,7 +7,6 @@
 
 use axum::extract::State;
 use axum::http::{Method, Uri};
-use axum::routing::any;
 use axum::{Json, Router};
 use bot::config::Config;
 use bot::crypto::Vault;
@@ -42,7 +41,7 @@ pub struct Discord {
 impl Discord {
     pub async fn start() -> (Discord, String) {
         let d = Discord::default();
-        let app = Router::new().fallback(any(record)).with_state(d.clone());
+        let app = Router::new().fallback(record).with_state(d.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move {
@@ -297,19 +296,19 @@ pub fn member(n: u64) -> Actor {
     }
 }
 
-pub fn s(name: &str, v: &str) -> Value {
+pub fn so(name: &str, v: &str) -> Value {
     json!({"name": name, "type": 3, "value": v})
 }
-pub fn i(name: &str, v: i64) -> Value {
+pub fn io(name: &str, v: i64) -> Value {
     json!({"name": name, "type": 4, "value": v})
 }
-pub fn b(name: &str, v: bool) -> Value {
+pub fn bo(name: &str, v: bool) -> Value {
     json!({"name": name, "type": 5, "value": v})
 }
-pub fn u(name: &str, id: u64) -> Value {
+pub fn uo(name: &str, id: u64) -> Value {
     json!({"name": name, "type": 6, "value": id.to_string()})
 }
-pub fn r(name: &str, id: u64) -> Value {
+pub fn ro(name: &str, id: u64) -> Value {
     json!({"name": name, "type": 8, "value": id.to_string()})
 }
 
