@@ -2,6 +2,10 @@
 //! Pterodactyl-compatible panel, served through serenity's gateway client or Discord's
 //! HTTP interactions endpoint with the same command code ([`Bot::respond`]).
 
+// `Fail` carries the whole reply; commands return it by value on purpose (it is built
+// once per interaction, so boxing would only add noise).
+#![allow(clippy::result_large_err)]
+
 pub mod commands;
 pub mod config;
 pub mod crypto;
@@ -58,16 +62,13 @@ impl Invocation {
         let mut command = ci.data.name.clone();
         let mut opts: &[CommandDataOption] = &ci.data.options;
         // Descend through sub-command groups and sub-commands.
-        loop {
-            match opts.first().map(|o| (&o.name, &o.value)) {
-                Some((name, CommandDataOptionValue::SubCommand(inner)))
-                | Some((name, CommandDataOptionValue::SubCommandGroup(inner))) => {
-                    command.push(' ');
-                    command.push_str(name);
-                    opts = inner;
-                }
-                _ => break,
-            }
+        while let Some((name, CommandDataOptionValue::SubCommand(inner)))
+        | Some((name, CommandDataOptionValue::SubCommandGroup(inner))) =
+            opts.first().map(|o| (&o.name, &o.value))
+        {
+            command.push(' ');
+            command.push_str(name);
+            opts = inner;
         }
         let (permissions, roles) = member_bits(ci.member.as_deref());
         Invocation {
