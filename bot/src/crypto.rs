@@ -68,7 +68,7 @@ mod tests {
 
     #[test]
     fn round_trips_and_does_not_store_plaintext() {
-        let v = Vault::new(Some(&Vault::generate_key())).expect("vault");
+        let v = Vault::new(Some(Vault::generate_key().as_str())).expect("vault");
         let t = v.encrypt("ptlc_secret");
         assert!(!t.contains("ptlc_secret"));
         assert_eq!(v.decrypt(&t).expect("decrypt"), "ptlc_secret");
