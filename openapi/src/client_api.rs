@@ -208,8 +208,11 @@ impl Client {
 
     /// `GET /api/client/servers/{server}/resources`.
     pub async fn resources(&self, server: &str) -> Result<Item<Stats>, Error> {
-        self.get(&format!("/api/client/servers/{}/resources", server_seg(server)))
-            .await
+        self.get(&format!(
+            "/api/client/servers/{}/resources",
+            server_seg(server)
+        ))
+        .await
     }
 
     /// `POST /api/client/servers/{server}/power` (204).
