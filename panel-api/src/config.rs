@@ -25,6 +25,58 @@ pub struct Config {
     pub db_pool: u32,
     /// `GUZZLE_TIMEOUT` seconds for calls to daemons (default 15).
     pub daemon_timeout_secs: u64,
+    /// `APP_NAME` (default `Pterodactyl`): the TOTP issuer.
+    pub app_name: String,
+    /// `APP_2FA_REQUIRED`: 0 nobody, 1 admins, 2 everyone (reference §2.9).
+    pub two_factor_required: u8,
+    /// `APP_2FA_WINDOW` TOTP steps accepted either side of now (default 4).
+    pub two_factor_window: i64,
+    /// `HASHIDS_SALT` / `HASHIDS_LENGTH`: client database ids (reference §10.1). Use
+    /// the replaced panel's values so existing ids stay valid.
+    pub hashids_salt: String,
+    pub hashids_length: usize,
+    /// `PTERODACTYL_CLIENT_ALLOCATIONS_ENABLED` and the `_RANGE_START`/`_RANGE_END` ports.
+    pub client_allocations_enabled: bool,
+    pub client_allocations_range: Option<(i64, i64)>,
+    /// `PTERODACTYL_CLIENT_DATABASES_ALLOW_RANDOM` (default true).
+    pub client_databases_allow_random: bool,
+    /// `PTERODACTYL_FILES_MAX_EDIT_SIZE` bytes (default 4 MiB).
+    pub files_max_edit_size: u64,
+    /// `PTERODACTYL_PER_SCHEDULE_TASK_LIMIT` (default 10).
+    pub schedule_task_limit: i64,
+    /// `BACKUP_THROTTLE_LIMIT` backups per `BACKUP_THROTTLE_PERIOD` seconds (2 / 600).
+    pub backup_throttle_limit: i64,
+    pub backup_throttle_period: i64,
+    /// `APP_BACKUP_DRIVER` (`wings` or `s3`, default `wings`).
+    pub backup_driver: String,
+    /// `APP_ACTIVITY_HIDE_ADMIN`: hide root admins' entries from server activity.
+    pub activity_hide_admin: bool,
+    /// `PANEL_SCHEDULER` (default true): run due schedules in this process.
+    pub run_scheduler: bool,
+}
+
+fn env_bool(name: &str, default: bool) -> bool {
+    match std::env::var(name) {
+        Ok(v) => matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        ),
+        Err(_) => default,
+    }
+}
+
+fn allocation_range() -> Option<(i64, i64)> {
+    let a: i64 = std::env::var("PTERODACTYL_CLIENT_ALLOCATIONS_RANGE_START")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let b: i64 = std::env::var("PTERODACTYL_CLIENT_ALLOCATIONS_RANGE_END")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (a > 1024 && a <= b && b <= 65535).then_some((a, b))
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -60,6 +112,24 @@ impl Config {
             max_body_bytes: env_or("PANEL_MAX_BODY_BYTES", 8 * 1024 * 1024),
             db_pool: env_or("PANEL_DB_POOL", 16),
             daemon_timeout_secs: env_or("GUZZLE_TIMEOUT", 15),
+            app_name: std::env::var("APP_NAME").unwrap_or_else(|_| "Pterodactyl".into()),
+            two_factor_required: env_or("APP_2FA_REQUIRED", 0),
+            two_factor_window: env_or("APP_2FA_WINDOW", 4),
+            hashids_salt: std::env::var("HASHIDS_SALT").unwrap_or_default(),
+            hashids_length: env_or("HASHIDS_LENGTH", 8),
+            client_allocations_enabled: env_bool("PTERODACTYL_CLIENT_ALLOCATIONS_ENABLED", false),
+            client_allocations_range: allocation_range(),
+            client_databases_allow_random: env_bool(
+                "PTERODACTYL_CLIENT_DATABASES_ALLOW_RANDOM",
+                true,
+            ),
+            files_max_edit_size: env_or("PTERODACTYL_FILES_MAX_EDIT_SIZE", 4 * 1024 * 1024),
+            schedule_task_limit: env_or("PTERODACTYL_PER_SCHEDULE_TASK_LIMIT", 10),
+            backup_throttle_limit: env_or("BACKUP_THROTTLE_LIMIT", 2),
+            backup_throttle_period: env_or("BACKUP_THROTTLE_PERIOD", 600),
+            backup_driver: std::env::var("APP_BACKUP_DRIVER").unwrap_or_else(|_| "wings".into()),
+            activity_hide_admin: env_bool("APP_ACTIVITY_HIDE_ADMIN", false),
+            run_scheduler: env_bool("PANEL_SCHEDULER", true),
         })
     }
 
@@ -76,6 +146,21 @@ impl Config {
             max_body_bytes: 8 * 1024 * 1024,
             db_pool: 8,
             daemon_timeout_secs: 5,
+            app_name: "Pterodactyl".into(),
+            two_factor_required: 0,
+            two_factor_window: 4,
+            hashids_salt: String::new(),
+            hashids_length: 8,
+            client_allocations_enabled: false,
+            client_allocations_range: None,
+            client_databases_allow_random: true,
+            files_max_edit_size: 4 * 1024 * 1024,
+            schedule_task_limit: 10,
+            backup_throttle_limit: 2,
+            backup_throttle_period: 600,
+            backup_driver: "wings".into(),
+            activity_hide_admin: false,
+            run_scheduler: true,
         }
     }
 }

@@ -61,6 +61,10 @@ impl ApiError {
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::http(StatusCode::BAD_REQUEST, "BadRequestHttpException", detail)
     }
+    /// A 400 HTTP exception with its own code (pretty JSON).
+    pub fn bad_request_code(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::http(StatusCode::BAD_REQUEST, code, detail)
+    }
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
         Self::http(StatusCode::CONFLICT, code, detail)
     }

@@ -3,16 +3,22 @@
 pub mod activity;
 pub mod apikeys;
 pub mod config;
+pub mod cron;
 pub mod crypto;
 pub mod daemon;
 pub mod db;
 pub mod eggs;
 pub mod error;
+pub mod hashids;
 pub mod http;
 pub mod json;
+pub mod jwt;
 pub mod openapi;
 pub mod ratelimit;
+pub mod schedules;
+pub mod ssh;
 pub mod state;
+pub mod totp;
 pub mod validate;
 
 use anyhow::Result;

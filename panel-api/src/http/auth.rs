@@ -61,6 +61,9 @@ pub struct Auth {
     pub email: String,
     pub root_admin: bool,
     pub use_totp: bool,
+    /// The caller's address (for activity logs).
+    #[sqlx(skip)]
+    pub ip: Option<String>,
 }
 
 impl Auth {
@@ -290,12 +293,37 @@ async fn guard(st: AppState, group: Group, req: Request, next: Next) -> Response
         }
         Err(e) => return e.into_response(),
     }
+    let full_path = parts
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.0.path().to_string())
+        .unwrap_or_else(|| parts.uri.path().to_string());
+    if two_factor_missing(&st, &auth, group, parts.method.as_str(), &full_path) {
+        return ApiError::bad_request_code(
+            "TwoFactorAuthRequiredException",
+            "Two-factor authentication is required on this account in order to access this endpoint.",
+        )
+        .into_response();
+    }
     if !ip_allowed(&auth.allowed_ips, ip) {
+        let mut e = crate::activity::Event::new("auth:ip-blocked");
+        e.actor_user = Some(auth.user_id);
+        e.api_key_id = Some(auth.key_id);
+        let ip_s = ip.to_string();
+        e.ip = Some(&ip_s);
+        e.properties = serde_json::json!({"identifier": auth.identifier});
+        let subjects = [crate::activity::Subject {
+            kind: "user",
+            id: auth.user_id,
+        }];
+        e.subjects = &subjects;
+        let _ = crate::activity::log(&st.db, &e).await;
         return ApiError::forbidden(format!(
             "This IP address ({ip}) does not have permission to access the API using these credentials."
         ))
         .into_response();
     }
+
     let limiter: &Limiter = match group {
         Group::Application => &st.application_limiter,
         Group::Client => &st.client_limiter,
@@ -324,11 +352,52 @@ async fn guard(st: AppState, group: Group, req: Request, next: Next) -> Response
             return resp;
         }
     };
+    // Server routes resolve `{server}` first (an unknown server is a 404 even for an
+    // application key); `http::client::load` refuses the key after that.
+    if group == Group::Client
+        && auth.key_type == KEY_TYPE_APPLICATION
+        && !full_path.starts_with("/api/client/servers/")
+    {
+        let mut resp = application_key_refused().into_response();
+        add_rate_headers(&mut resp, limit, remaining);
+        return resp;
+    }
+    let mut auth = auth;
+    auth.ip = Some(ip.to_string());
     parts.extensions.insert(auth);
     let req = Request::from_parts(parts, AxumBody::from(bytes));
     let mut resp = next.run(req).await;
     add_rate_headers(&mut resp, limit, remaining);
     resp
+}
+
+pub fn application_key_refused() -> ApiError {
+    ApiError::forbidden(
+        "You are attempting to use an application API key on an endpoint that requires a client API key.",
+    )
+}
+
+/// `APP_2FA_REQUIRED` (reference §2.9): whether this user must enable TOTP before
+/// using this route. The account and two-factor routes stay open so they can.
+fn two_factor_missing(st: &AppState, auth: &Auth, group: Group, method: &str, path: &str) -> bool {
+    let applies = match st.cfg.two_factor_required {
+        1 => auth.root_admin,
+        2 => true,
+        _ => false,
+    };
+    if !applies || auth.use_totp {
+        return false;
+    }
+    let path = path.trim_end_matches('/');
+    let exempt = group == Group::Client
+        && matches!(
+            (method, path),
+            ("GET", "/api/client/account")
+                | ("GET", "/api/client/account/two-factor")
+                | ("POST", "/api/client/account/two-factor")
+                | ("POST", "/api/client/account/two-factor/disable")
+        );
+    !exempt
 }
 
 pub async fn application_guard(State(st): State<AppState>, req: Request, next: Next) -> Response {

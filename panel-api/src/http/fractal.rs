@@ -252,6 +252,8 @@ pub enum FilterKind {
     Exact,
     /// Allocation `server_id`: digits → equals, anything else → unassigned.
     ServerId,
+    /// Accepted here, applied by the endpoint itself.
+    Custom,
 }
 
 /// Validates `filter[...]` names and `sort` against the endpoint's lists and adds
@@ -314,6 +316,7 @@ pub fn apply_filters<'a>(
                 qb.push(format!(" AND {}::text = ", spec.column));
                 qb.push_bind(value);
             }
+            FilterKind::Custom => {}
             FilterKind::ServerId => match value.filter(|v| v.chars().all(|c| c.is_ascii_digit())) {
                 Some(v) => {
                     let id: i64 = v.parse().unwrap_or(-1);

@@ -4,6 +4,7 @@
 
 pub mod application;
 pub mod auth;
+pub mod client;
 pub mod fractal;
 pub mod input;
 pub mod remote;
@@ -26,6 +27,13 @@ pub fn router(state: AppState) -> Router {
             application::router().route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 auth::application_guard,
+            )),
+        )
+        .nest(
+            "/api/client",
+            client::router().route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::client_guard,
             )),
         )
         .nest(
@@ -71,6 +79,7 @@ fn method_table() -> &'static [(&'static str, matchit::Router<&'static [&'static
         let mut out = Vec::new();
         for (prefix, routes) in [
             ("/api/application", application::METHODS),
+            ("/api/client", client::METHODS),
             ("/api/remote", remote::METHODS),
         ] {
             let mut r = matchit::Router::new();
@@ -93,6 +102,7 @@ pub fn allowed_methods(path: &str) -> Option<Vec<&'static str>> {
     };
     for (prefix, router) in method_table() {
         if let Some(rest) = path.strip_prefix(prefix) {
+            let rest = if rest.is_empty() { "/" } else { rest };
             if let Ok(m) = router.at(rest) {
                 let mut list: Vec<&'static str> = Vec::new();
                 for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] {

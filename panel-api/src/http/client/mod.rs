@@ -1,0 +1,370 @@
+//! The Client API (`/api/client`, reference §7): what players, server owners, the
+//! upstream web UI, mobile apps and bots call. One module per resource. This module
+//! owns what every server-scoped route shares (§7.1): resolving `{server}`, the
+//! owner/admin/subuser access rule (404 for servers the caller cannot see), the
+//! server-state conflict check, and the subuser permission catalog (§10).
+
+pub mod account;
+pub mod backups;
+pub mod databases;
+pub mod files;
+pub mod network;
+pub mod schedules;
+pub mod servers;
+pub mod settings;
+pub mod startup;
+pub mod subusers;
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::application::{nodes, servers as app_servers};
+use crate::http::auth::Auth;
+use crate::state::AppState;
+use axum::http::StatusCode;
+use axum::Router;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(account::router())
+        .merge(servers::router())
+        .merge(databases::router())
+        .merge(files::router())
+        .merge(schedules::router())
+        .merge(network::router())
+        .merge(subusers::router())
+        .merge(backups::router())
+        .merge(startup::router())
+        .merge(settings::router())
+}
+
+/// Every route's methods, for the 405 answer (checked against the router by tests).
+pub const METHODS: &[(&str, &[&str])] = &[
+    ("/", &["GET"]),
+    ("/permissions", &["GET"]),
+    ("/account", &["GET"]),
+    ("/account/two-factor", &["GET", "POST"]),
+    ("/account/two-factor/disable", &["POST"]),
+    ("/account/email", &["PUT"]),
+    ("/account/password", &["PUT"]),
+    ("/account/activity", &["GET"]),
+    ("/account/api-keys", &["GET", "POST"]),
+    ("/account/api-keys/{identifier}", &["DELETE"]),
+    ("/account/ssh-keys", &["GET", "POST"]),
+    ("/account/ssh-keys/remove", &["POST"]),
+    ("/servers/{server}", &["GET"]),
+    ("/servers/{server}/websocket", &["GET"]),
+    ("/servers/{server}/resources", &["GET"]),
+    ("/servers/{server}/activity", &["GET"]),
+    ("/servers/{server}/command", &["POST"]),
+    ("/servers/{server}/power", &["POST"]),
+    ("/servers/{server}/databases", &["GET", "POST"]),
+    (
+        "/servers/{server}/databases/{database}/rotate-password",
+        &["POST"],
+    ),
+    ("/servers/{server}/databases/{database}", &["DELETE"]),
+    ("/servers/{server}/files/list", &["GET"]),
+    ("/servers/{server}/files/contents", &["GET"]),
+    ("/servers/{server}/files/download", &["GET"]),
+    ("/servers/{server}/files/rename", &["PUT"]),
+    ("/servers/{server}/files/copy", &["POST"]),
+    ("/servers/{server}/files/write", &["POST"]),
+    ("/servers/{server}/files/compress", &["POST"]),
+    ("/servers/{server}/files/decompress", &["POST"]),
+    ("/servers/{server}/files/delete", &["POST"]),
+    ("/servers/{server}/files/create-folder", &["POST"]),
+    ("/servers/{server}/files/chmod", &["POST"]),
+    ("/servers/{server}/files/pull", &["POST"]),
+    ("/servers/{server}/files/upload", &["GET"]),
+    ("/servers/{server}/schedules", &["GET", "POST"]),
+    (
+        "/servers/{server}/schedules/{schedule}",
+        &["GET", "POST", "DELETE"],
+    ),
+    ("/servers/{server}/schedules/{schedule}/execute", &["POST"]),
+    ("/servers/{server}/schedules/{schedule}/tasks", &["POST"]),
+    (
+        "/servers/{server}/schedules/{schedule}/tasks/{task}",
+        &["POST", "DELETE"],
+    ),
+    ("/servers/{server}/network/allocations", &["GET", "POST"]),
+    (
+        "/servers/{server}/network/allocations/{allocation}",
+        &["POST", "DELETE"],
+    ),
+    (
+        "/servers/{server}/network/allocations/{allocation}/primary",
+        &["POST"],
+    ),
+    ("/servers/{server}/users", &["GET", "POST"]),
+    ("/servers/{server}/users/{user}", &["GET", "POST", "DELETE"]),
+    ("/servers/{server}/backups", &["GET", "POST"]),
+    ("/servers/{server}/backups/{backup}", &["GET", "DELETE"]),
+    ("/servers/{server}/backups/{backup}/download", &["GET"]),
+    ("/servers/{server}/backups/{backup}/lock", &["POST"]),
+    ("/servers/{server}/backups/{backup}/restore", &["POST"]),
+    ("/servers/{server}/startup", &["GET"]),
+    ("/servers/{server}/startup/variable", &["PUT"]),
+    ("/servers/{server}/settings/rename", &["POST"]),
+    ("/servers/{server}/settings/reinstall", &["POST"]),
+    ("/servers/{server}/settings/docker-image", &["PUT"]),
+];
+
+/// The subuser permission catalog (§10): groups, their descriptions, and each key's
+/// description, in upstream's order.
+pub const PERMISSIONS: &[(&str, &str, &[(&str, &str)])] = &[
+    ("websocket", "Allows the user to connect to the server websocket, giving them access to view console output and realtime server stats.", &[
+        ("connect", "Allows a user to connect to the websocket instance for a server to stream the console."),
+    ]),
+    ("control", "Permissions that control a user's ability to control the power state of a server, or send commands.", &[
+        ("console", "Allows a user to send commands to the server instance via the console."),
+        ("start", "Allows a user to start the server if it is stopped."),
+        ("stop", "Allows a user to stop a server if it is running."),
+        ("restart", "Allows a user to perform a server restart. This allows them to start the server if it is offline, but not put the server in a completely stopped state."),
+    ]),
+    ("user", "Permissions that allow a user to manage other subusers on a server. They will never be able to edit their own account, or assign permissions they do not have themselves.", &[
+        ("create", "Allows a user to create new subusers for the server."),
+        ("read", "Allows the user to view subusers and their permissions for the server."),
+        ("update", "Allows a user to modify other subusers."),
+        ("delete", "Allows a user to delete a subuser from the server."),
+    ]),
+    ("file", "Permissions that control a user's ability to modify the filesystem for this server.", &[
+        ("create", "Allows a user to create additional files and folders via the Panel or direct upload."),
+        ("read", "Allows a user to view the contents of a directory, but not view the contents of or download files."),
+        ("read-content", "Allows a user to view the contents of a given file. This will also allow the user to download files."),
+        ("update", "Allows a user to update the contents of an existing file or directory."),
+        ("delete", "Allows a user to delete files or directories."),
+        ("archive", "Allows a user to archive the contents of a directory as well as decompress existing archives on the system."),
+        ("sftp", "Allows a user to connect to SFTP and manage server files using the other assigned file permissions."),
+    ]),
+    ("backup", "Permissions that control a user's ability to generate and manage server backups.", &[
+        ("create", "Allows a user to create new backups for this server."),
+        ("read", "Allows a user to view all backups that exist for this server."),
+        ("delete", "Allows a user to remove backups from the system."),
+        ("download", "Allows a user to download a backup for the server. Danger: this allows a user to access all files for the server in the backup."),
+        ("restore", "Allows a user to restore a backup for the server. Danger: this allows the user to delete all of the server files in the process."),
+    ]),
+    ("allocation", "Permissions that control a user's ability to modify the port allocations for this server.", &[
+        ("read", "Allows a user to view all allocations currently assigned to this server. Users with any level of access to this server can always view the primary allocation."),
+        ("create", "Allows a user to assign additional allocations to the server."),
+        ("update", "Allows a user to change the primary server allocation and attach notes to each allocation."),
+        ("delete", "Allows a user to delete an allocation from the server."),
+    ]),
+    ("startup", "Permissions that control a user's ability to view this server's startup parameters.", &[
+        ("read", "Allows a user to view the startup variables for a server."),
+        ("update", "Allows a user to modify the startup variables for the server."),
+        ("docker-image", "Allows a user to modify the Docker image used when running the server."),
+    ]),
+    ("database", "Permissions that control a user's access to the database management for this server.", &[
+        ("create", "Allows a user to create a new database for this server."),
+        ("read", "Allows a user to view the database associated with this server."),
+        ("update", "Allows a user to rotate the password on a database instance. If the user does not have the view_password permission they will not see the updated password."),
+        ("delete", "Allows a user to remove a database instance from this server."),
+        ("view_password", "Allows a user to view the password associated with a database instance for this server."),
+    ]),
+    ("schedule", "Permissions that control a user's access to the schedule management for this server.", &[
+        ("create", "Allows a user to create new schedules for this server."),
+        ("read", "Allows a user to view schedules and the tasks associated with them for this server."),
+        ("update", "Allows a user to update schedules and schedule tasks for this server."),
+        ("delete", "Allows a user to delete schedules for this server."),
+    ]),
+    ("settings", "Permissions that control a user's access to the settings for this server.", &[
+        ("rename", "Allows a user to rename this server and change the description of it."),
+        ("reinstall", "Allows a user to trigger a reinstall of this server."),
+    ]),
+    ("activity", "Permissions that control a user's access to the server activity logs.", &[
+        ("read", "Allows a user to view the activity logs for the server."),
+    ]),
+];
+
+/// Whether `perm` is one of the 40 assignable permission strings.
+pub fn is_known_permission(perm: &str) -> bool {
+    perm.split_once('.').is_some_and(|(g, k)| {
+        PERMISSIONS
+            .iter()
+            .any(|(group, _, keys)| *group == g && keys.iter().any(|(key, _)| *key == k))
+    })
+}
+
+/// A server-scoped request: the caller, the server, its node, and the caller's
+/// standing on it.
+pub struct Ctx {
+    pub auth: Auth,
+    pub server: app_servers::ServerRow,
+    pub node: nodes::NodeRow,
+    pub is_owner: bool,
+    /// The subuser's permission list (empty for owners and admins, who hold all).
+    pub subuser_permissions: Vec<String>,
+}
+
+pub const NO_ACCESS: &str = "The requested resource does not exist on this server.";
+pub const NOT_FOR_SERVER: &str = "The requested resource was not found for this server.";
+
+impl Ctx {
+    /// Root admins and the owner hold every permission; subusers need the exact string.
+    pub fn can(&self, perm: &str) -> bool {
+        self.auth.root_admin || self.is_owner || self.subuser_permissions.iter().any(|p| p == perm)
+    }
+
+    pub fn require(&self, perm: &str) -> ApiResult<()> {
+        if self.can(perm) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized_action())
+        }
+    }
+
+    /// `user_permissions` / the JWT's `permissions` (§7.4).
+    pub fn user_permissions(&self) -> Vec<String> {
+        if self.auth.root_admin {
+            [
+                "*",
+                "admin.websocket.errors",
+                "admin.websocket.install",
+                "admin.websocket.transfer",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        } else if self.is_owner {
+            vec!["*".into()]
+        } else {
+            self.subuser_permissions.clone()
+        }
+    }
+
+    pub fn conn(&self, st: &AppState) -> ApiResult<crate::daemon::NodeConn> {
+        self.node.conn(st)
+    }
+
+    /// An activity event about this server by the caller.
+    pub async fn log(&self, st: &AppState, event: &str, properties: serde_json::Value) {
+        self.log_with(st, event, properties, &[]).await
+    }
+
+    pub async fn log_with(
+        &self,
+        st: &AppState,
+        event: &str,
+        properties: serde_json::Value,
+        extra: &[crate::activity::Subject<'_>],
+    ) {
+        let mut subjects = vec![crate::activity::Subject {
+            kind: "server",
+            id: self.server.id,
+        }];
+        subjects.extend_from_slice(extra);
+        let mut e = crate::activity::Event::new(event);
+        e.actor_user = Some(self.auth.user_id);
+        e.api_key_id = Some(self.auth.key_id);
+        e.ip = self.auth.ip.as_deref();
+        e.properties = properties;
+        e.subjects = &subjects;
+        if let Err(err) = crate::activity::log(&st.db, &e).await {
+            tracing::warn!(error = %err, event, "could not write an activity log entry");
+        }
+    }
+}
+
+/// Loads `{server}` (8-char identifier or full uuid) for the caller, applying the
+/// access rule. The state conflict check is left to [`Ctx::active`] callers.
+pub async fn load(st: &AppState, auth: &Auth, raw: &str) -> ApiResult<Ctx> {
+    let row = if raw.len() == 8 {
+        sqlx::query_as::<_, app_servers::ServerRow>(&format!(
+            "{} WHERE s.uuid_short = $1",
+            app_servers::SELECT
+        ))
+        .bind(raw)
+        .fetch_optional(&st.db)
+        .await?
+    } else {
+        match raw.parse::<uuid::Uuid>() {
+            Ok(u) => {
+                sqlx::query_as::<_, app_servers::ServerRow>(&format!(
+                    "{} WHERE s.uuid = $1",
+                    app_servers::SELECT
+                ))
+                .bind(u)
+                .fetch_optional(&st.db)
+                .await?
+            }
+            Err(_) => None,
+        }
+    };
+    let server = row.ok_or_else(ApiError::not_found)?;
+    if auth.key_type == crate::http::auth::KEY_TYPE_APPLICATION {
+        return Err(crate::http::auth::application_key_refused());
+    }
+    let is_owner = server.owner_id == auth.user_id;
+    let mut subuser_permissions = Vec::new();
+    if !is_owner {
+        let perms: Option<serde_json::Value> = sqlx::query_scalar(
+            "SELECT permissions FROM subusers WHERE server_id = $1 AND user_id = $2",
+        )
+        .bind(server.id)
+        .bind(auth.user_id)
+        .fetch_optional(&st.db)
+        .await?;
+        match perms {
+            Some(p) => {
+                subuser_permissions = p
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
+            None if auth.root_admin => {}
+            None => {
+                return Err(ApiError::http(
+                    StatusCode::NOT_FOUND,
+                    "NotFoundHttpException",
+                    NO_ACCESS,
+                ))
+            }
+        }
+    }
+    let node = nodes::find(st, server.node_id).await?;
+    Ok(Ctx {
+        auth: auth.clone(),
+        server,
+        node,
+        is_owner,
+        subuser_permissions,
+    })
+}
+
+/// [`load`] plus upstream's `validateCurrentState` (409 when the server is
+/// suspended, installing, restoring, transferring or its node is in maintenance).
+pub async fn active(st: &AppState, auth: &Auth, raw: &str) -> ApiResult<Ctx> {
+    let ctx = load(st, auth, raw).await?;
+    crate::http::remote::state_conflict(st, &ctx.server, &ctx.node).await?;
+    Ok(ctx)
+}
+
+/// A bound child resource that is not the server's: 404 with upstream's text.
+pub fn not_for_server() -> ApiError {
+    ApiError::http(
+        StatusCode::NOT_FOUND,
+        "NotFoundHttpException",
+        NOT_FOR_SERVER,
+    )
+}
+
+/// A numeric route parameter; anything else cannot bind (generic 404).
+pub fn numeric(raw: &str) -> ApiResult<i64> {
+    crate::http::application::id(raw)
+}
+
+/// Client timestamps: ATOM in the panel timezone (UTC here).
+pub fn atom(t: &chrono::DateTime<chrono::Utc>) -> String {
+    openapi::time::utc_iso(t)
+}
+
+pub fn atom_opt(t: &Option<chrono::DateTime<chrono::Utc>>) -> serde_json::Value {
+    match t {
+        Some(t) => serde_json::Value::String(atom(t)),
+        None => serde_json::Value::Null,
+    }
+}

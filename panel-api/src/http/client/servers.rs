@@ -1,0 +1,1046 @@
+//! The client server list and each server's details, websocket credentials,
+//! resources, console command, power and activity (reference §7.3–§7.4, §9.1–§9.2).
+
+use super::{atom, Ctx};
+use crate::error::{ApiError, ApiResult};
+use crate::http::application::servers::{ServerRow, SELECT};
+use crate::http::auth::Auth;
+use crate::http::fractal::{self, FilterKind, FilterSpec, Includes, Page};
+use crate::http::input::{Body, Params};
+use crate::state::AppState;
+use crate::validate::{Rule, Validator};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/permissions", get(permissions))
+        .route("/servers/{server}", get(view))
+        .route("/servers/{server}/websocket", get(websocket))
+        .route("/servers/{server}/resources", get(resources))
+        .route("/servers/{server}/activity", get(activity))
+        .route("/servers/{server}/command", post(command))
+        .route("/servers/{server}/power", post(power))
+}
+
+// ---- the client `server` transformer ---------------------------------------------
+
+/// The client `user` transformer (subusers, activity actors).
+pub fn user_attrs(
+    uuid: &uuid::Uuid,
+    username: &str,
+    email: &str,
+    use_totp: bool,
+    created_at: &chrono::DateTime<chrono::Utc>,
+) -> Map<String, Value> {
+    use md5::Digest;
+    let mut m = Map::new();
+    m.insert("uuid".into(), Value::String(uuid.to_string()));
+    m.insert("username".into(), Value::String(username.into()));
+    m.insert("email".into(), Value::String(email.into()));
+    m.insert(
+        "image".into(),
+        Value::String(format!(
+            "https://gravatar.com/avatar/{}",
+            hex::encode(md5::Md5::digest(email.to_lowercase().as_bytes()))
+        )),
+    );
+    m.insert("2fa_enabled".into(), Value::Bool(use_totp));
+    m.insert("created_at".into(), Value::String(atom(created_at)));
+    m
+}
+
+#[derive(sqlx::FromRow)]
+struct AllocRow {
+    id: i64,
+    server_id: i64,
+    ip: String,
+    ip_alias: Option<String>,
+    port: i32,
+    notes: Option<String>,
+}
+
+#[derive(sqlx::FromRow, Clone)]
+pub struct VarRow {
+    pub server_id: i64,
+    pub name: String,
+    pub description: String,
+    pub env_variable: String,
+    pub default_value: String,
+    pub server_value: Option<String>,
+    pub user_viewable: bool,
+    pub user_editable: bool,
+    pub rules: Option<String>,
+}
+
+pub const VARS_SQL: &str =
+    "SELECT s.id AS server_id, v.name, v.description, v.env_variable, v.default_value,
+        sv.variable_value AS server_value, v.user_viewable, v.user_editable, v.rules
+     FROM servers s JOIN egg_variables v ON v.egg_id = s.egg_id
+     LEFT JOIN server_variables sv ON sv.server_id = s.id AND sv.variable_id = v.id
+     WHERE s.id = ANY($1) ORDER BY s.id, v.id";
+
+pub fn allocation_attrs(
+    id: i64,
+    ip: &str,
+    alias: &Option<String>,
+    port: i32,
+    notes: &Option<String>,
+    primary: bool,
+) -> Value {
+    json!({"id": id, "ip": ip, "ip_alias": alias, "port": port, "notes": notes, "is_default": primary})
+}
+
+pub fn variable_attrs(v: &VarRow) -> Value {
+    json!({
+        "name": v.name, "description": v.description, "env_variable": v.env_variable,
+        "default_value": v.default_value, "server_value": v.server_value,
+        "is_editable": v.user_editable, "rules": v.rules.clone().unwrap_or_default(),
+    })
+}
+
+/// Upstream's StartupCommandService: memory, primary ip/port, each variable's value
+/// (or `[hidden]`).
+pub fn render_startup(
+    s: &ServerRow,
+    ip: &str,
+    port: i32,
+    vars: &[&VarRow],
+    hide_all: bool,
+) -> String {
+    let mut out = s
+        .startup
+        .replace("{{SERVER_MEMORY}}", &s.memory.to_string())
+        .replace("{{SERVER_IP}}", ip)
+        .replace("{{SERVER_PORT}}", &port.to_string());
+    for v in vars {
+        let value = if v.user_viewable && !hide_all {
+            v.server_value
+                .clone()
+                .unwrap_or_else(|| v.default_value.clone())
+        } else {
+            "[hidden]".into()
+        };
+        out = out.replace(&format!("{{{{{}}}}}", v.env_variable), &value);
+    }
+    out
+}
+
+/// The caller's standing per server: (is owner, subuser permissions).
+async fn standing(
+    st: &AppState,
+    auth: &Auth,
+    rows: &[ServerRow],
+) -> ApiResult<HashMap<i64, Vec<String>>> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let subs: Vec<(i64, Value)> = sqlx::query_as(
+        "SELECT server_id, permissions FROM subusers WHERE user_id = $1 AND server_id = ANY($2)",
+    )
+    .bind(auth.user_id)
+    .bind(&ids)
+    .fetch_all(&st.db)
+    .await?;
+    Ok(subs
+        .into_iter()
+        .map(|(id, p)| {
+            (
+                id,
+                p.as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// Renders client `server` attributes (with relationships) for `rows`.
+pub async fn render(
+    st: &AppState,
+    auth: &Auth,
+    rows: &[ServerRow],
+    inc: &Includes,
+) -> ApiResult<Vec<Value>> {
+    if rows.is_empty() {
+        return Ok(vec![]);
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let node_ids: Vec<i64> = rows.iter().map(|r| r.node_id).collect();
+    let egg_ids: Vec<i64> = rows.iter().map(|r| r.egg_id).collect();
+    let nodes: HashMap<i64, (String, bool, String, i32)> =
+        sqlx::query_as::<_, (i64, String, bool, String, i32)>(
+            "SELECT id, name, maintenance_mode, fqdn, daemon_sftp FROM nodes WHERE id = ANY($1)",
+        )
+        .bind(&node_ids)
+        .fetch_all(&st.db)
+        .await?
+        .into_iter()
+        .map(|(id, a, b, c, d)| (id, (a, b, c, d)))
+        .collect();
+    // Features inherit from the parent egg (`config_from`) when null.
+    let eggs: HashMap<i64, (uuid::Uuid, String, Option<Value>)> =
+        sqlx::query_as::<_, (i64, uuid::Uuid, String, Option<Value>)>(
+            "SELECT e.id, e.uuid, e.name, COALESCE(e.features, p.features) FROM eggs e
+             LEFT JOIN eggs p ON p.id = e.config_from WHERE e.id = ANY($1)",
+        )
+        .bind(&egg_ids)
+        .fetch_all(&st.db)
+        .await?
+        .into_iter()
+        .map(|(id, u, n, f)| (id, (u, n, f)))
+        .collect();
+    let allocs: Vec<AllocRow> = sqlx::query_as(
+        "SELECT id, server_id, ip, ip_alias, port, notes FROM allocations WHERE server_id = ANY($1) ORDER BY id",
+    )
+    .bind(&ids)
+    .fetch_all(&st.db)
+    .await?;
+    let vars: Vec<VarRow> = sqlx::query_as(VARS_SQL)
+        .bind(&ids)
+        .fetch_all(&st.db)
+        .await?;
+    let transferring: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT server_id FROM server_transfers WHERE server_id = ANY($1) AND successful IS NULL",
+    )
+    .bind(&ids)
+    .fetch_all(&st.db)
+    .await?;
+    let subs = standing(st, auth, rows).await?;
+    let subusers = if inc.has("subusers") {
+        Some(subusers_of(st, &ids).await?)
+    } else {
+        None
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for s in rows {
+        let owner = s.owner_id == auth.user_id;
+        let perms = subs.get(&s.id).cloned().unwrap_or_default();
+        let can = |p: &str| auth.root_admin || owner || perms.iter().any(|x| x == p);
+        let (node_name, maint, fqdn, sftp) = nodes.get(&s.node_id).cloned().unwrap_or_default();
+        let my_allocs: Vec<&AllocRow> = allocs.iter().filter(|a| a.server_id == s.id).collect();
+        let primary = my_allocs.iter().find(|a| a.id == s.allocation_id);
+        let my_vars: Vec<&VarRow> = vars.iter().filter(|v| v.server_id == s.id).collect();
+        let invocation = render_startup(
+            s,
+            primary.map(|a| a.ip.as_str()).unwrap_or(""),
+            primary.map(|a| a.port).unwrap_or(0),
+            &my_vars,
+            !can("startup.read"),
+        );
+        let (egg_uuid, egg_name, features) = eggs
+            .get(&s.egg_id)
+            .cloned()
+            .unwrap_or_else(|| (uuid::Uuid::nil(), String::new(), None));
+        let mut m = Map::new();
+        m.insert("server_owner".into(), owner.into());
+        m.insert("identifier".into(), s.uuid_short.clone().into());
+        m.insert("internal_id".into(), s.id.into());
+        m.insert("uuid".into(), s.uuid.to_string().into());
+        m.insert("name".into(), s.name.clone().into());
+        m.insert("node".into(), node_name.into());
+        m.insert("is_node_under_maintenance".into(), maint.into());
+        m.insert("sftp_details".into(), json!({"ip": fqdn, "port": sftp}));
+        m.insert("description".into(), s.description.clone().into());
+        m.insert(
+            "limits".into(),
+            json!({"memory": s.memory, "swap": s.swap, "disk": s.disk, "io": s.io, "cpu": s.cpu,
+                "threads": s.threads, "oom_disabled": s.oom_disabled}),
+        );
+        m.insert("invocation".into(), invocation.into());
+        m.insert("docker_image".into(), s.image.clone().into());
+        m.insert("egg_features".into(), features.unwrap_or(Value::Null));
+        m.insert(
+            "feature_limits".into(),
+            json!({"databases": s.database_limit, "allocations": s.allocation_limit, "backups": s.backup_limit}),
+        );
+        m.insert("status".into(), json!(s.status));
+        m.insert(
+            "is_suspended".into(),
+            (s.status.as_deref() == Some("suspended")).into(),
+        );
+        m.insert(
+            "is_installing".into(),
+            matches!(
+                s.status.as_deref(),
+                Some("installing") | Some("install_failed")
+            )
+            .into(),
+        );
+        m.insert(
+            "is_transferring".into(),
+            transferring.contains(&s.id).into(),
+        );
+        let mut rel = Map::new();
+        let alloc_items: Vec<Value> = if can("allocation.read") {
+            my_allocs
+                .iter()
+                .map(|a| {
+                    allocation_attrs(
+                        a.id,
+                        &a.ip,
+                        &a.ip_alias,
+                        a.port,
+                        &a.notes,
+                        a.id == s.allocation_id,
+                    )
+                })
+                .collect()
+        } else {
+            primary
+                .map(|a| {
+                    vec![allocation_attrs(
+                        a.id,
+                        &a.ip,
+                        &a.ip_alias,
+                        a.port,
+                        &None,
+                        true,
+                    )]
+                })
+                .unwrap_or_default()
+        };
+        rel.insert(
+            "allocations".into(),
+            fractal::list("allocation", alloc_items),
+        );
+        if can("startup.read") {
+            rel.insert(
+                "variables".into(),
+                fractal::list(
+                    "egg_variable",
+                    my_vars
+                        .iter()
+                        .filter(|v| v.user_viewable)
+                        .map(|v| variable_attrs(v)),
+                ),
+            );
+        } else {
+            rel.insert("variables".into(), fractal::null_resource());
+        }
+        if inc.has("egg") {
+            rel.insert(
+                "egg".into(),
+                fractal::item(
+                    "egg",
+                    json!({"uuid": egg_uuid.to_string(), "name": egg_name}),
+                    None,
+                ),
+            );
+        }
+        if let Some(all) = &subusers {
+            if can("user.read") {
+                let items: Vec<Value> = all
+                    .iter()
+                    .filter(|(sid, _)| *sid == s.id)
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                rel.insert("subusers".into(), fractal::list("server_subuser", items));
+            } else {
+                rel.insert("subusers".into(), fractal::null_resource());
+            }
+        }
+        m.insert("relationships".into(), Value::Object(rel));
+        out.push(Value::Object(m));
+    }
+    Ok(out)
+}
+
+/// `server_subuser` attributes per server.
+pub async fn subusers_of(st: &AppState, server_ids: &[i64]) -> ApiResult<Vec<(i64, Value)>> {
+    type Row = (
+        i64,
+        uuid::Uuid,
+        String,
+        String,
+        bool,
+        chrono::DateTime<chrono::Utc>,
+        Value,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT su.server_id, u.uuid, u.username, u.email, u.use_totp, su.created_at, su.permissions
+         FROM subusers su JOIN users u ON u.id = su.user_id WHERE su.server_id = ANY($1) ORDER BY su.id",
+    )
+    .bind(server_ids)
+    .fetch_all(&st.db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(sid, uuid, username, email, totp, created, perms)| {
+            let mut m = user_attrs(&uuid, &username, &email, totp, &created);
+            m.insert("permissions".into(), perms);
+            (sid, Value::Object(m))
+        })
+        .collect())
+}
+
+// ---- routes -----------------------------------------------------------------------
+
+const FILTERS: &[FilterSpec] = &[
+    FilterSpec {
+        name: "uuid",
+        column: "s.uuid",
+        kind: FilterKind::Partial,
+    },
+    FilterSpec {
+        name: "name",
+        column: "s.name",
+        kind: FilterKind::Partial,
+    },
+    FilterSpec {
+        name: "description",
+        column: "s.description",
+        kind: FilterKind::Partial,
+    },
+    FilterSpec {
+        name: "external_id",
+        column: "s.external_id",
+        kind: FilterKind::Partial,
+    },
+    // `*` is handled by `star_filter`; listed so it is not refused.
+    FilterSpec {
+        name: "*",
+        column: "s.id",
+        kind: FilterKind::Custom,
+    },
+];
+
+/// `filter[*]` (§4.3): an IP / `ip:port` / `:port` matches the server's allocations;
+/// anything else matches uuid (exact or prefix), identifier, external id or name.
+fn star_filter(qb: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, value: &str) {
+    let re = crate::regex!(r"^(\d{1,3}(\.\d{1,3}){3})?(:\d*)?$");
+    if !value.is_empty() && re.is_match(value) && (value.contains('.') || value.starts_with(':')) {
+        let (ip, port) = match value.split_once(':') {
+            Some((ip, port)) => (ip, Some(port)),
+            None => (value, None),
+        };
+        qb.push(" AND EXISTS (SELECT 1 FROM allocations fa WHERE fa.server_id = s.id");
+        if !ip.is_empty() {
+            qb.push(" AND fa.ip = ").push_bind(ip.to_string());
+        }
+        if let Some(port) = port.filter(|p| !p.is_empty()) {
+            qb.push(" AND fa.port::text LIKE ")
+                .push_bind(format!("{port}%"));
+        }
+        qb.push(")");
+    } else {
+        let escaped = value
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        qb.push(" AND (s.uuid::text = ")
+            .push_bind(value.to_string())
+            .push(" OR s.uuid::text LIKE ")
+            .push_bind(format!("{escaped}%"))
+            .push(" OR s.uuid_short = ")
+            .push_bind(value.to_string())
+            .push(" OR s.external_id = ")
+            .push_bind(value.to_string())
+            .push(" OR LOWER(s.name) LIKE ")
+            .push_bind(format!("%{escaped}%"))
+            .push(")");
+    }
+}
+
+fn scope(qb: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, auth: &Auth, kind: Option<&str>) {
+    let mine = |qb: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>| {
+        qb.push(" AND (s.owner_id = ")
+            .push_bind(auth.user_id)
+            .push(" OR s.id IN (SELECT server_id FROM subusers WHERE user_id = ")
+            .push_bind(auth.user_id)
+            .push("))");
+    };
+    match kind {
+        Some("owner") => {
+            qb.push(" AND s.owner_id = ").push_bind(auth.user_id);
+        }
+        Some("admin") if auth.root_admin => {
+            qb.push(" AND NOT (s.owner_id = ")
+                .push_bind(auth.user_id)
+                .push(" OR s.id IN (SELECT server_id FROM subusers WHERE user_id = ")
+                .push_bind(auth.user_id)
+                .push("))");
+        }
+        Some("admin-all") if auth.root_admin => {}
+        // A non-admin asking for the admin views gets an empty list, not an error.
+        Some("admin") | Some("admin-all") => {
+            qb.push(" AND FALSE");
+        }
+        _ => mine(qb),
+    }
+}
+
+#[utoipa::path(get, path = "/api/client", tag = "client",
+    params(("type" = Option<String>, Query, description = "owner, admin, admin-all"), ("include" = Option<String>, Query, description = "egg, subusers"),
+           ("page" = Option<i64>, Query), ("per_page" = Option<i64>, Query)),
+    responses((status = 200, description = "A paginated list of `server`")), security(("api_key" = [])))]
+pub async fn index(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResult<Response> {
+    let page = Page::capped(&p, 50, 100)?;
+    let kind = p.get("type");
+    let star = p
+        .filters()
+        .into_iter()
+        .find(|(n, _)| n == "*")
+        .and_then(|(_, v)| v);
+    let mut count = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM servers s WHERE TRUE");
+    let mut q = sqlx::QueryBuilder::new(format!("{SELECT} WHERE TRUE"));
+    for qb in [&mut count, &mut q] {
+        scope(qb, &auth, kind);
+        fractal::apply_filters(qb, &p, FILTERS)?;
+        if let Some(v) = &star {
+            star_filter(qb, v);
+        }
+    }
+    let total: i64 = count.build_query_scalar().fetch_one(&st.db).await?;
+    q.push(" ORDER BY s.id LIMIT ")
+        .push_bind(page.per_page)
+        .push(" OFFSET ")
+        .push_bind(page.offset());
+    let rows: Vec<ServerRow> = q.build_query_as().fetch_all(&st.db).await?;
+    let items = render(&st, &auth, &rows, &Includes::from_params(&p)).await?;
+    let count = items.len();
+    Ok(fractal::ok(&fractal::paginated(
+        "server",
+        items,
+        fractal::pagination(
+            total,
+            count,
+            &page,
+            &format!("{}/api/client", st.cfg.app_url),
+            Some(&p),
+        ),
+    )))
+}
+
+#[utoipa::path(get, path = "/api/client/permissions", tag = "client",
+    responses((status = 200, description = "`system_permissions`")), security(("api_key" = [])))]
+pub async fn permissions(_auth: Auth) -> ApiResult<Response> {
+    let mut groups = Map::new();
+    for (group, description, keys) in super::PERMISSIONS {
+        let mut k = Map::new();
+        for (key, d) in *keys {
+            k.insert((*key).into(), Value::String((*d).into()));
+        }
+        groups.insert(
+            (*group).into(),
+            json!({"description": description, "keys": Value::Object(k)}),
+        );
+    }
+    Ok(fractal::ok(&fractal::item(
+        "system_permissions",
+        json!({"permissions": Value::Object(groups)}),
+        None,
+    )))
+}
+
+#[utoipa::path(get, path = "/api/client/servers/{server}", tag = "client",
+    params(("server" = String, Path, description = "identifier or uuid"), ("include" = Option<String>, Query, description = "egg, subusers")),
+    responses((status = 200, description = "`server` with meta.is_server_owner and meta.user_permissions"), (status = 404, body = openapi::ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn view(
+    State(st): State<AppState>,
+    auth: Auth,
+    p: Params,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
+    // Details stay readable whatever the server's state (§7.1).
+    let ctx = super::load(&st, &auth, &raw).await?;
+    let attrs = render(
+        &st,
+        &auth,
+        std::slice::from_ref(&ctx.server),
+        &Includes::from_params(&p),
+    )
+    .await?
+    .pop()
+    .ok_or_else(ApiError::not_found)?;
+    Ok(fractal::ok(&fractal::item(
+        "server",
+        attrs,
+        Some(json!({"is_server_owner": ctx.is_owner, "user_permissions": ctx.user_permissions()})),
+    )))
+}
+
+fn forbidden_http(detail: &str) -> ApiError {
+    ApiError::http(StatusCode::FORBIDDEN, "HttpForbiddenException", detail)
+}
+
+/// The node connection address `scheme://fqdn:port`.
+pub fn node_address(n: &crate::http::application::nodes::NodeRow) -> String {
+    format!("{}://{}:{}", n.scheme, n.fqdn, n.daemon_listen)
+}
+
+#[utoipa::path(get, path = "/api/client/servers/{server}/websocket", tag = "client",
+    params(("server" = String, Path)),
+    responses((status = 200, description = "`{\"data\":{\"token\",\"socket\"}}`"), (status = 403, body = openapi::ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn websocket(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
+    let ctx = super::load(&st, &auth, &raw).await?;
+    if let Err(e) = crate::http::remote::state_conflict(&st, &ctx.server, &ctx.node).await {
+        let admin_may = auth.root_admin
+            && ctx.server.status.as_deref() != Some("suspended")
+            && !ctx.node.maintenance_mode;
+        if !admin_may {
+            return Err(e);
+        }
+    }
+    if !ctx.can("websocket.connect") {
+        return Err(forbidden_http(
+            "You do not have permission to connect to this server's websocket.",
+        ));
+    }
+    let mut node = ctx.node.clone();
+    let transfer: Option<(bool, i64)> = sqlx::query_as(
+        "SELECT archived, new_node FROM server_transfers WHERE server_id = $1 AND successful IS NULL ORDER BY id DESC LIMIT 1",
+    )
+    .bind(ctx.server.id)
+    .fetch_optional(&st.db)
+    .await?;
+    if let Some((archived, new_node)) = transfer {
+        if !ctx
+            .user_permissions()
+            .iter()
+            .any(|p| p == "admin.websocket.transfer")
+        {
+            return Err(forbidden_http(
+                "You do not have permission to view server transfer logs.",
+            ));
+        }
+        if archived {
+            node = crate::http::application::nodes::find(&st, new_node).await?;
+        }
+    }
+    let address = node_address(&node);
+    let mut claims = Map::new();
+    claims.insert("server_uuid".into(), ctx.server.uuid.to_string().into());
+    claims.insert("permissions".into(), json!(ctx.user_permissions()));
+    let uuid = auth.user_uuid.to_string();
+    let token = crate::jwt::mint(
+        &st.enc.decrypt(&node.daemon_token)?,
+        &st.cfg.app_url,
+        &address,
+        &format!("{}{}", auth.user_id, ctx.server.uuid),
+        600,
+        claims,
+        Some(crate::jwt::TokenUser {
+            id: auth.user_id,
+            uuid: &uuid,
+        }),
+    );
+    let socket = format!(
+        "{}/api/servers/{}/ws",
+        address
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1),
+        ctx.server.uuid
+    );
+    Ok(fractal::ok(
+        &json!({"data": {"token": token, "socket": socket}}),
+    ))
+}
+
+type StatsCache = std::sync::Mutex<HashMap<i64, (std::time::Instant, Value)>>;
+static STATS: std::sync::OnceLock<StatsCache> = std::sync::OnceLock::new();
+
+/// Upstream's StatsTransformer over Wings' `GET /api/servers/{uuid}` answer.
+pub fn stats_attrs(d: &Value) -> Value {
+    let get = |path: &[&str]| -> Value {
+        let mut cur = d;
+        for k in path {
+            match cur.get(k) {
+                Some(v) => cur = v,
+                None => return json!(0),
+            }
+        }
+        if cur.is_null() {
+            json!(0)
+        } else {
+            cur.clone()
+        }
+    };
+    json!({
+        "current_state": d.get("state").and_then(|v| v.as_str()).unwrap_or("stopped"),
+        "is_suspended": d.get("is_suspended").and_then(|v| v.as_bool()).unwrap_or(false),
+        "resources": {
+            "memory_bytes": get(&["utilization", "memory_bytes"]),
+            "cpu_absolute": get(&["utilization", "cpu_absolute"]),
+            "disk_bytes": get(&["utilization", "disk_bytes"]),
+            "network_rx_bytes": get(&["utilization", "network", "rx_bytes"]),
+            "network_tx_bytes": get(&["utilization", "network", "tx_bytes"]),
+            "uptime": get(&["utilization", "uptime"]),
+        }
+    })
+}
+
+#[utoipa::path(get, path = "/api/client/servers/{server}/resources", tag = "client",
+    params(("server" = String, Path)),
+    responses((status = 200, description = "`stats`"), (status = 409, body = openapi::ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn resources(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
+    let ctx = super::active(&st, &auth, &raw).await?;
+    let cache = STATS.get_or_init(Default::default);
+    let cached = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&ctx.server.id)
+        .filter(|(t, _)| t.elapsed() < std::time::Duration::from_secs(20))
+        .map(|(_, v)| v.clone());
+    let details = match cached {
+        Some(v) => v,
+        None => {
+            let v = st
+                .daemon
+                .server_details(&ctx.conn(&st)?, &ctx.server.uuid.to_string())
+                .await?;
+            let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+            if c.len() > 10_000 {
+                c.retain(|_, (t, _)| t.elapsed() < std::time::Duration::from_secs(20));
+            }
+            c.insert(ctx.server.id, (std::time::Instant::now(), v.clone()));
+            v
+        }
+    };
+    Ok(fractal::ok(&fractal::item(
+        "stats",
+        stats_attrs(&details),
+        None,
+    )))
+}
+
+#[utoipa::path(post, path = "/api/client/servers/{server}/command", tag = "client",
+    params(("server" = String, Path)), request_body = Object,
+    responses((status = 204), (status = 502, body = openapi::ErrorEnvelope)), security(("api_key" = [])))]
+pub async fn command(
+    State(st): State<AppState>,
+    auth: Auth,
+    body: Body,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
+    let ctx = super::active(&st, &auth, &raw).await?;
+    ctx.require("control.console")?;
+    let mut v = Validator::new(&body.0);
+    v.check("command", &[Rule::Required, Rule::String, Rule::Min(1.0)]);
+    v.finish()?;
+    let cmd = body
+        .get("command")
+        .and_then(|c| c.as_str())
+        .unwrap_or_default()
+        .to_string();
+    match st
+        .daemon
+        .commands(
+            &ctx.conn(&st)?,
+            &ctx.server.uuid.to_string(),
+            std::slice::from_ref(&cmd),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if e.status() == Some(502) => {
+            return Err(ApiError::http(
+                StatusCode::BAD_GATEWAY,
+                "HttpException",
+                "Server must be online in order to send commands.",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    ctx.log(&st, "server:console.command", json!({"command": cmd}))
+        .await;
+    Ok(fractal::no_content())
+}
+
+#[utoipa::path(post, path = "/api/client/servers/{server}/power", tag = "client",
+    params(("server" = String, Path)), request_body = Object,
+    responses((status = 204), (status = 403, body = openapi::ErrorEnvelope), (status = 422, body = openapi::ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn power(
+    State(st): State<AppState>,
+    auth: Auth,
+    body: Body,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
+    let ctx = super::active(&st, &auth, &raw).await?;
+    let signal = body.get("signal").and_then(|s| s.as_str()).unwrap_or("");
+    // The permission comes from the signal before validation, as upstream.
+    let perm = match signal {
+        "start" => "control.start",
+        "stop" | "kill" => "control.stop",
+        "restart" => "control.restart",
+        _ => "control.unknown",
+    };
+    ctx.require(perm)?;
+    let mut v = Validator::new(&body.0);
+    v.check(
+        "signal",
+        &[
+            Rule::Required,
+            Rule::In(&["start", "stop", "restart", "kill"]),
+        ],
+    );
+    v.finish()?;
+    st.daemon
+        .power(&ctx.conn(&st)?, &ctx.server.uuid.to_string(), signal)
+        .await?;
+    ctx.log(&st, &format!("server:power.{signal}"), json!({}))
+        .await;
+    Ok(fractal::no_content())
+}
+
+// ---- activity ---------------------------------------------------------------------
+
+#[derive(sqlx::FromRow)]
+pub struct ActivityRow {
+    pub id: i64,
+    pub batch: Option<uuid::Uuid>,
+    pub event: String,
+    pub ip: Option<String>,
+    pub description: Option<String>,
+    pub actor_type: Option<String>,
+    pub actor_id: Option<i64>,
+    pub api_key_id: Option<i64>,
+    pub properties: Value,
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+}
+
+/// The placeholder keys of each event's English description (upstream's
+/// `lang/en/activity.php`): they are shown inline, so they are not "additional".
+fn placeholders(event: &str) -> &'static [&'static str] {
+    match event {
+        "user:account.email-changed" => &["old", "new"],
+        "user:api-key.create" | "user:api-key.delete" => &["identifier"],
+        "user:ssh-key.create" | "user:ssh-key.delete" => &["fingerprint"],
+        "server:console.command" => &["command"],
+        e if e.starts_with("server:backup.") => &["name"],
+        e if e.starts_with("server:database.") => &["name"],
+        "server:file.compress" | "server:file.delete" => &["directory", "files"],
+        "server:file.decompress" => &["directory", "files"],
+        "server:file.read" | "server:file.copy" | "server:file.download" | "server:file.write" => {
+            &["file"]
+        }
+        "server:file.create-directory" => &["directory", "name"],
+        "server:file.pull" => &["url", "directory"],
+        "server:file.rename" => &["directory", "files", "from", "to"],
+        "server:file.uploaded" => &["directory", "file"],
+        e if e.starts_with("server:sftp.") => &["files"],
+        "server:allocation.notes" => &["allocation", "old", "new"],
+        e if e.starts_with("server:allocation.") => &["allocation"],
+        "server:task.create" | "server:task.update" => &["action", "name"],
+        e if e.starts_with("server:schedule.") || e.starts_with("server:task.") => &["name"],
+        "server:settings.rename" | "server:settings.description" | "server:startup.image" => {
+            &["old", "new"]
+        }
+        "server:startup.edit" => &["variable", "old", "new"],
+        e if e.starts_with("server:subuser.") => &["email"],
+        _ => &[],
+    }
+}
+
+/// The client `activity_log` transformer (§9.2).
+pub fn activity_attrs(a: &ActivityRow, caller: &Auth, actor: Option<Value>) -> Value {
+    use sha1::Digest;
+    let is_actor = a.actor_type.as_deref() == Some("user") && a.actor_id == Some(caller.user_id);
+    let props = a.properties.as_object().cloned().unwrap_or_default();
+    let mut out = Map::new();
+    for (k, v) in &props {
+        if k == "ip" && !is_actor {
+            out.insert(k.clone(), Value::String("[hidden]".into()));
+            continue;
+        }
+        match v {
+            Value::Array(items) => {
+                out.insert(k.clone(), v.clone());
+                out.insert(format!("{k}_count"), items.len().into());
+            }
+            Value::String(s) if k == "directory" => {
+                let d = format!("/{}/", s.trim_matches('/')).replace("//", "/");
+                out.insert(k.clone(), Value::String(d));
+            }
+            _ => {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let counts: Vec<String> = out
+        .keys()
+        .filter(|k| k.ends_with("_count"))
+        .cloned()
+        .collect();
+    if counts.len() == 1 {
+        if let Some(v) = out.shift_remove(&counts[0]) {
+            out.insert("count".into(), v);
+        }
+    }
+    let exclude = placeholders(&a.event);
+    let additional = props.keys().any(|k| {
+        !matches!(k.as_str(), "ip" | "useragent" | "using_sftp") && !exclude.contains(&k.as_str())
+    });
+    let mut m = Map::new();
+    m.insert(
+        "id".into(),
+        Value::String(hex::encode(sha1::Sha1::digest(a.id.to_string().as_bytes()))),
+    );
+    m.insert("batch".into(), json!(a.batch.map(|b| b.to_string())));
+    m.insert("event".into(), Value::String(a.event.clone()));
+    m.insert("is_api".into(), a.api_key_id.is_some().into());
+    m.insert(
+        "ip".into(),
+        if is_actor || caller.root_admin {
+            json!(a.ip)
+        } else {
+            Value::Null
+        },
+    );
+    m.insert("description".into(), json!(a.description));
+    m.insert("properties".into(), Value::Object(out));
+    m.insert("has_additional_metadata".into(), additional.into());
+    m.insert("timestamp".into(), Value::String(atom(&a.timestamp)));
+    if let Some(actor) = actor {
+        m.insert("relationships".into(), json!({"actor": actor}));
+    }
+    Value::Object(m)
+}
+
+/// One page of activity entries whose subject is `(kind, id)`.
+pub async fn activity_page(
+    st: &AppState,
+    auth: &Auth,
+    p: &Params,
+    subject_kind: &str,
+    subject_id: i64,
+    hide_admins_of: Option<&ServerRow>,
+    url: &str,
+) -> ApiResult<Response> {
+    let page = Page::capped(p, 25, 100)?;
+    let filters = &[FilterSpec {
+        name: "event",
+        column: "a.event",
+        kind: FilterKind::Partial,
+    }];
+    let order = fractal::order_by(p, &[("timestamp", "a.timestamp")], "a.timestamp DESC")?;
+    let build = |select: &str| -> ApiResult<sqlx::QueryBuilder<'static, sqlx::Postgres>> {
+        let mut qb = sqlx::QueryBuilder::new(select.to_string());
+        qb.push(" FROM activity_logs a WHERE a.event <> 'server:file.upload' AND EXISTS (SELECT 1 FROM activity_log_subjects su WHERE su.activity_log_id = a.id AND su.subject_type = ")
+            .push_bind(subject_kind.to_string())
+            .push(" AND su.subject_id = ")
+            .push_bind(subject_id)
+            .push(")");
+        if let Some(s) = hide_admins_of {
+            // APP_ACTIVITY_HIDE_ADMIN: root admins who are neither owner nor subuser.
+            qb.push(" AND NOT EXISTS (SELECT 1 FROM users au WHERE a.actor_type = 'user' AND au.id = a.actor_id AND au.root_admin AND au.id <> ")
+                .push_bind(s.owner_id)
+                .push(" AND NOT EXISTS (SELECT 1 FROM subusers x WHERE x.user_id = au.id AND x.server_id = ")
+                .push_bind(s.id)
+                .push("))");
+        }
+        fractal::apply_filters(&mut qb, p, filters)?;
+        Ok(qb)
+    };
+    let total: i64 = build("SELECT COUNT(*)")?
+        .build_query_scalar()
+        .fetch_one(&st.db)
+        .await?;
+    let mut q = build("SELECT a.*")?;
+    q.push(order)
+        .push(", a.id DESC LIMIT ")
+        .push_bind(page.per_page)
+        .push(" OFFSET ")
+        .push_bind(page.offset());
+    let rows: Vec<ActivityRow> = q.build_query_as().fetch_all(&st.db).await?;
+    let with_actor = Includes::from_params(p).has("actor");
+    let mut actors: HashMap<i64, Value> = HashMap::new();
+    if with_actor {
+        let ids: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.actor_type.as_deref() == Some("user"))
+            .filter_map(|r| r.actor_id)
+            .collect();
+        type U = (
+            i64,
+            uuid::Uuid,
+            String,
+            String,
+            bool,
+            chrono::DateTime<chrono::Utc>,
+        );
+        let users: Vec<U> = sqlx::query_as(
+            "SELECT id, uuid, username, email, use_totp, created_at FROM users WHERE id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&st.db)
+        .await?;
+        for (id, uuid, username, email, totp, created) in users {
+            actors.insert(
+                id,
+                fractal::item(
+                    "user",
+                    Value::Object(user_attrs(&uuid, &username, &email, totp, &created)),
+                    None,
+                ),
+            );
+        }
+    }
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let actor = with_actor.then(|| {
+                r.actor_id
+                    .filter(|_| r.actor_type.as_deref() == Some("user"))
+                    .and_then(|id| actors.get(&id).cloned())
+                    .unwrap_or_else(fractal::null_resource)
+            });
+            activity_attrs(r, auth, actor)
+        })
+        .collect();
+    let count = items.len();
+    Ok(fractal::ok(&fractal::paginated(
+        "activity_log",
+        items,
+        fractal::pagination(total, count, &page, url, Some(p)),
+    )))
+}
+
+#[utoipa::path(get, path = "/api/client/servers/{server}/activity", tag = "client",
+    params(("server" = String, Path), ("filter[event]" = Option<String>, Query), ("sort" = Option<String>, Query, description = "timestamp, -timestamp"),
+           ("include" = Option<String>, Query, description = "actor")),
+    responses((status = 200, description = "paginated `activity_log`")), security(("api_key" = [])))]
+pub async fn activity(
+    State(st): State<AppState>,
+    auth: Auth,
+    p: Params,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
+    let ctx: Ctx = super::active(&st, &auth, &raw).await?;
+    ctx.require("activity.read")?;
+    let hide = st.cfg.activity_hide_admin.then_some(&ctx.server);
+    activity_page(
+        &st,
+        &auth,
+        &p,
+        "server",
+        ctx.server.id,
+        hide,
+        &format!(
+            "{}/api/client/servers/{}/activity",
+            st.cfg.app_url, ctx.server.uuid_short
+        ),
+    )
+    .await
+}
