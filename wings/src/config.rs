@@ -65,6 +65,11 @@ pub struct ApiConfig {
     pub disable_remote_download: bool,
     pub upload_limit: i64,
     pub trusted_proxies: Vec<String>,
+    /// Ferrodactyl: addresses or CIDR ranges that remote file pulls may reach even
+    /// though they are loopback, private, link-local or metadata addresses (all of
+    /// which are refused by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_download_allowed_ips: Vec<String>,
 }
 
 defaults!(ApiConfig,
@@ -74,6 +79,7 @@ defaults!(ApiConfig,
     disable_remote_download: false,
     upload_limit: 100,
     trusted_proxies: Vec::new(),
+    remote_download_allowed_ips: Vec::new(),
 );
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

@@ -124,6 +124,7 @@ pub async fn boot(mut cfg: Config, opts: BootOptions) -> anyhow::Result<Arc<App>
         activity: crate::activity::ActivityLog::open(
             PathBuf::from(&cfg.system.root_directory).join("activity.jsonl"),
         ),
+        downloads: crate::pull::Downloads::default(),
     });
 
     let states = read_states(&app.states_path());

@@ -73,6 +73,8 @@ pub fn has_permission(c: &TokenClaims, perm: &str) -> bool {
 pub struct JwtState {
     boot_nanos: i128,
     denylist: Mutex<HashMap<String, i128>>,
+    /// `unique_id`s of signed URLs already used, with when (kept 60 minutes).
+    used: Mutex<HashMap<String, i128>>,
 }
 
 impl Default for JwtState {
@@ -86,7 +88,25 @@ impl JwtState {
         JwtState {
             boot_nanos: now_nanos(),
             denylist: Mutex::new(HashMap::new()),
+            used: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Marks a signed URL's `unique_id` used; false when it was already used in
+    /// the last 60 minutes (or is missing), so every URL works once.
+    pub fn use_once(&self, unique_id: Option<&str>) -> bool {
+        let Some(id) = unique_id.filter(|s| !s.is_empty()) else {
+            return false;
+        };
+        let now = now_nanos();
+        let hour = 3_600 * 1_000_000_000i128;
+        let mut used = self.used.lock().expect("used lock");
+        used.retain(|_, t| now - *t < hour);
+        if used.contains_key(id) {
+            return false;
+        }
+        used.insert(id.to_string(), now);
+        true
     }
 
     /// Boot time, whole seconds.
@@ -114,6 +134,15 @@ impl JwtState {
         };
         matches!(self.denylist.lock().expect("denylist lock").get(jti), Some(t) if *t > iat)
     }
+}
+
+/// Signs claims with the node secret (tests and transfers mint tokens with it).
+pub fn sign(claims: &serde_json::Value, secret: &str) -> Result<String, jsonwebtoken::errors::Error> {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
 }
 
 #[cfg(test)]

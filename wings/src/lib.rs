@@ -7,14 +7,18 @@
 //! [`daemon::serve`] runs the HTTP API on a listener.
 
 pub mod activity;
+pub mod backup;
 pub mod config;
 pub mod daemon;
 pub mod environment;
 pub mod events;
+pub mod filesystem;
 pub mod http;
 pub mod jwt;
+pub mod pull;
 pub mod remote;
 pub mod server;
+pub mod sftp;
 pub mod system;
 
 use std::path::PathBuf;
@@ -73,6 +77,8 @@ pub struct App {
     pub ws_expiry_tick: Duration,
     /// Activity queue sent to the Panel.
     pub activity: activity::ActivityLog,
+    /// Remote file downloads in flight.
+    pub downloads: pull::Downloads,
 }
 
 impl App {

@@ -216,4 +216,55 @@ impl RemoteClient {
             .await
             .map(|_| ())
     }
+
+    /// `GET /api/remote/backups/{uuid}?size=` — presigned part URLs for S3.
+    pub async fn backup_upload_urls(
+        &self,
+        uuid: &str,
+        size: u64,
+    ) -> Result<openapi::remote::BackupRemoteUploadResponse, RemoteError> {
+        self.json(&format!("/backups/{uuid}"), &[("size", size.to_string())])
+            .await
+    }
+
+    /// `POST /api/remote/backups/{uuid}` — a backup finished or failed.
+    pub async fn set_backup_status(
+        &self,
+        uuid: &str,
+        body: &openapi::remote::BackupStatusRequest,
+    ) -> Result<(), RemoteError> {
+        let body = serde_json::to_value(body).map_err(|e| RemoteError::Decode(e.to_string()))?;
+        self.send(reqwest::Method::POST, &format!("/backups/{uuid}"), &[], Some(body))
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST /api/remote/backups/{uuid}/restore` — a restore finished.
+    pub async fn set_restore_status(&self, uuid: &str, successful: bool) -> Result<(), RemoteError> {
+        let body = serde_json::json!({ "successful": successful });
+        self.send(
+            reqwest::Method::POST,
+            &format!("/backups/{uuid}/restore"),
+            &[],
+            Some(body),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `POST /api/remote/sftp/auth`.
+    pub async fn sftp_auth(
+        &self,
+        req: &openapi::remote::SftpAuthRequest,
+    ) -> Result<openapi::remote::SftpAuthResponse, RemoteError> {
+        let body = serde_json::to_value(req).map_err(|e| RemoteError::Decode(e.to_string()))?;
+        let resp = self
+            .send(reqwest::Method::POST, "/sftp/auth", &[], Some(body))
+            .await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| RemoteError::Transport(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| RemoteError::Decode(e.to_string()))
+    }
 }

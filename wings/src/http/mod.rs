@@ -1,7 +1,10 @@
 //! The Wings HTTP API (reference §1): router, request ids, CORS, node-token auth and
 //! the `{"error": …}` envelope. Route handlers live in one module per resource.
 
+pub mod backups;
+pub mod files;
 pub mod servers;
+pub mod signed;
 pub mod system;
 pub mod ws;
 
@@ -11,7 +14,7 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -246,21 +249,50 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/servers/{server}/transfer",
             post(not_implemented).delete(not_implemented),
         )
-        .route("/api/servers/{server}/files/{*rest}", any(not_implemented))
-        .route("/api/servers/{server}/backup", post(not_implemented))
+        .route("/api/servers/{server}/files/contents", get(files::contents))
+        .route(
+            "/api/servers/{server}/files/list-directory",
+            get(files::list_directory),
+        )
+        .route("/api/servers/{server}/files/rename", put(files::rename))
+        .route("/api/servers/{server}/files/copy", post(files::copy))
+        .route("/api/servers/{server}/files/write", post(files::write))
+        .route(
+            "/api/servers/{server}/files/create-directory",
+            post(files::create_directory),
+        )
+        .route("/api/servers/{server}/files/delete", post(files::delete))
+        .route("/api/servers/{server}/files/compress", post(files::compress))
+        .route(
+            "/api/servers/{server}/files/decompress",
+            post(files::decompress),
+        )
+        .route("/api/servers/{server}/files/chmod", post(files::chmod))
+        .route(
+            "/api/servers/{server}/files/pull",
+            get(signed::pull_list).post(signed::pull),
+        )
+        .route(
+            "/api/servers/{server}/files/pull/{download}",
+            delete(signed::pull_cancel),
+        )
+        .route("/api/servers/{server}/backup", post(backups::create))
         .route(
             "/api/servers/{server}/backup/{backup}",
-            delete(not_implemented),
+            delete(backups::delete),
         )
         .route(
             "/api/servers/{server}/backup/{backup}/restore",
-            post(not_implemented),
+            post(backups::restore),
         )
         .route_layer(from_fn_with_state(app.clone(), require_auth));
     let public = Router::new()
-        .route("/download/backup", get(not_implemented))
-        .route("/download/file", get(not_implemented))
-        .route("/upload/file", post(not_implemented))
+        .route("/download/backup", get(signed::download_backup))
+        .route("/download/file", get(signed::download_file))
+        .route(
+            "/upload/file",
+            post(signed::upload_file).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/api/transfers", post(not_implemented))
         .route("/api/servers/{server}/ws", get(ws::handler));
     public

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn find(app: &App, id: &str) -> Result<Arc<Server>, ApiError> {
+pub(crate) fn find(app: &App, id: &str) -> Result<Arc<Server>, ApiError> {
     app.manager
         .get(id)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, MSG_NO_SERVER))

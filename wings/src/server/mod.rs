@@ -855,6 +855,45 @@ impl Server {
         self.compute_disk().await
     }
 
+    /// The disk limit in bytes (0 = unlimited).
+    pub fn disk_limit(&self) -> i64 {
+        self.settings().build.disk_space.max(0) * 1024 * 1024
+    }
+
+    /// Whether `delta` more bytes fit under the disk limit (cached usage, §6.9).
+    pub fn has_space_for(&self, delta: i64) -> bool {
+        let limit = self.disk_limit();
+        if limit == 0 || delta <= 0 || self.shared.config().system.disk_check_interval <= 0 {
+            return true;
+        }
+        self.disk.lock().expect("disk lock").bytes + delta <= limit
+    }
+
+    /// Adjusts the cached usage after a write through the API or SFTP.
+    pub fn add_disk_usage(&self, delta: i64) {
+        let mut d = self.disk.lock().expect("disk lock");
+        d.bytes = (d.bytes + delta).max(0);
+    }
+
+    /// Forgets the cached usage so the next check walks the tree again.
+    pub fn invalidate_disk_usage(&self) {
+        self.disk.lock().expect("disk lock").checked = None;
+    }
+
+    /// Marks the server restoring a backup (power actions are refused meanwhile).
+    pub fn set_restoring(&self, v: bool) -> bool {
+        self.restoring.swap(v, Ordering::SeqCst)
+    }
+
+    pub fn is_restoring(&self) -> bool {
+        self.restoring.load(Ordering::SeqCst)
+    }
+
+    /// Sets the suspended flag locally (restores suspend the server meanwhile).
+    pub fn set_suspended(&self, v: bool) {
+        self.settings.write().expect("settings lock").suspended = v;
+    }
+
     async fn compute_disk(&self) -> i64 {
         let dir = self.data_path();
         let bytes = tokio::task::spawn_blocking(move || dir_size(&dir))
