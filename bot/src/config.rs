@@ -82,7 +82,7 @@ impl Config {
     pub fn for_tests(fernet_key: String, discord_api_base: String, public_key: String) -> Config {
         Config {
             discord_token: Some("test-token".into()),
-            application_id: Some(1_000_000_000_000_001),
+            application_id: Some(1_000_000_000_000_000_001),
             public_key: Some(public_key),
             discord_api_base,
             mode: Mode::Http,

@@ -50,7 +50,14 @@ async fn real_main() -> Result<()> {
         return Ok(());
     }
     match cfg.mode {
-        Mode::Gateway => bot::gateway::run(bot).await?,
+        Mode::Gateway => {
+            // The embedded cluster (if any) stops when `database` drops, so a stop
+            // signal ends the client instead of killing the process under it.
+            tokio::select! {
+                r = bot::gateway::run(bot) => r?,
+                _ = shutdown_signal() => tracing::info!("stopping"),
+            }
+        }
         Mode::Http => {
             if cfg.register_commands {
                 let http = bot::gateway::http(&bot)?;
@@ -63,12 +70,22 @@ async fn real_main() -> Result<()> {
                 .await
                 .with_context(|| format!("binding {}", cfg.listen))?;
             tracing::info!(addr = %listener.local_addr()?, "interactions endpoint listening on /interactions");
-            bot::interactions::serve(bot, listener, async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+            bot::interactions::serve(bot, listener, shutdown_signal()).await?;
         }
     }
     drop(database);
     Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

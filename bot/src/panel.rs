@@ -203,3 +203,93 @@ fn rate_limited(secs: u64, detail: &str) -> Fail {
 pub async fn caller(bot: &Bot, user: u64) -> Result<Option<UserConfig>, Fail> {
     db::user_config(&bot.db, user).await.map_err(Fail::internal)
 }
+
+/// A panel user as the bot reads it (`/api/application/users`). The `openapi` type
+/// is the strict wire contract of our own panel; other panels leave fields out or
+/// send nulls (Pelican has no first/last name and names 2FA differently), so the bot
+/// decodes its own lenient view and shows what is there.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct PanelUser {
+    #[serde(default, deserialize_with = "null_default")]
+    pub id: i64,
+    #[serde(default, deserialize_with = "null_default")]
+    pub uuid: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub username: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub email: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub first_name: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub last_name: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub root_admin: bool,
+    #[serde(
+        default,
+        rename = "2fa",
+        alias = "2fa_enabled",
+        deserialize_with = "null_default"
+    )]
+    pub two_factor: bool,
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + serde::Deserialize<'de>,
+{
+    Ok(<Option<T> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The Application API's user routes, decoded leniently ([`PanelUser`]).
+pub mod users {
+    use super::PanelUser;
+    use openapi::application::UserRequest;
+    use openapi::client::{Client, Error};
+    use openapi::envelope::{Item, List};
+    use reqwest::Method;
+
+    pub async fn list(c: &Client, query: &str) -> Result<List<PanelUser>, Error> {
+        c.get(&format!("/api/application/users?{query}")).await
+    }
+    pub async fn get(c: &Client, id: i64) -> Result<Item<PanelUser>, Error> {
+        c.get(&format!("/api/application/users/{id}")).await
+    }
+    pub async fn create(c: &Client, req: &UserRequest) -> Result<Item<PanelUser>, Error> {
+        c.send_json(Method::POST, "/api/application/users", req)
+            .await
+    }
+    pub async fn update(
+        c: &Client,
+        id: i64,
+        req: &UserRequest,
+    ) -> Result<Item<PanelUser>, Error> {
+        c.send_json(Method::PATCH, &format!("/api/application/users/{id}"), req)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PanelUser;
+
+    #[test]
+    fn users_of_other_panels_decode() {
+        // Pelican: no first/last name, `2fa_enabled`, nulls.
+        let u: PanelUser = serde_json::from_value(serde_json::json!({
+            "id": 3, "uuid": "u", "username": "p", "email": "p@example.com",
+            "root_admin": null, "2fa_enabled": true, "created_at": null, "extra": {}
+        }))
+        .expect("decode");
+        assert_eq!((u.id, u.username.as_str(), u.two_factor), (3, "p", true));
+        assert_eq!(u.first_name, "");
+        let u: PanelUser = serde_json::from_value(serde_json::json!({
+            "id": 1, "username": "a", "2fa": false, "first_name": "A", "last_name": "B",
+            "created_at": "2024-01-01T00:00:00+00:00"
+        }))
+        .expect("decode");
+        assert_eq!(u.last_name, "B");
+    }
+}

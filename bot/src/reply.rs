@@ -105,6 +105,10 @@ impl Response {
 
     /// The JSON the interactions endpoint answers with.
     pub fn to_json(&self) -> Value {
+        // Discord documents the pong as exactly `{"type": 1}` (serenity adds `"data": null`).
+        if let Response::Pong = self {
+            return json!({"type": 1});
+        }
         serde_json::to_value(self.to_serenity()).unwrap_or_else(|_| {
             json!({"type": 4, "data": {"content": "Something went wrong.", "flags": EPHEMERAL}})
         })

@@ -79,7 +79,10 @@ async fn commands_are_registered_with_discord_per_guild_or_globally() {
     let guild = sent
         .iter()
         .find(|s| s.path == format!("/api/v10/applications/{APP_ID}/guilds/{GUILD}/commands"))
-        .expect("guild registration");
+        .unwrap_or_else(|| {
+            let paths: Vec<_> = sent.iter().map(|s| (&s.method, &s.path)).collect();
+            panic!("no guild registration among {paths:?}")
+        });
     assert_eq!(guild.method, "PUT");
     let names: Vec<&str> = guild
         .body
@@ -359,7 +362,8 @@ async fn config_setup_refuses_urls_that_are_not_panels() {
 async fn admin_setup(t: &TestBot, p: &Panel) -> (Actor, ferrodactyl_tests::Account) {
     let admin = p.admin().await.unwrap();
     let who = discord_admin();
-    let r = configure(t, &who, &p.url, &admin.key, Some(&admin.key)).await;
+    let ck = client_key(p, admin.id).await;
+    let r = configure(t, &who, &p.url, &ck, Some(&admin.key)).await;
     assert!(text(&r).contains("saved"), "{r}");
     (who, admin)
 }
@@ -550,7 +554,8 @@ async fn user_commands_are_refused_before_any_panel_call_without_permission() {
     let admin = p.admin().await.unwrap();
     let m = member(1);
     // The member even holds an admin's keys; the bot's permissions still apply.
-    let r = configure(&t, &m, &p.url, &admin.key, Some(&admin.key)).await;
+    let ck = client_key(&p, admin.id).await;
+    let r = configure(&t, &m, &p.url, &ck, Some(&admin.key)).await;
     assert!(text(&r).contains("saved"), "{r}");
     let r = t
         .cmd(
@@ -655,7 +660,9 @@ async fn a_panel_403_names_the_missing_permission() {
     let t = TestBot::start().await;
     let admin = p.admin().await.unwrap();
     let who = discord_admin();
-    configure(&t, &who, &p.url, &admin.key, Some(&admin.key)).await;
+    let ck = client_key(&p, admin.id).await;
+    let r = configure(&t, &who, &p.url, &ck, Some(&admin.key)).await;
+    assert!(text(&r).contains("saved"), "{r}");
     // The key's owner loses root admin on the panel.
     sqlx::query("UPDATE users SET root_admin = false")
         .execute(&p.db)

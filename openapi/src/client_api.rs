@@ -11,19 +11,19 @@ use serde::{Deserialize, Serialize};
 /// `server.limits` as the client transformer prints it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClientServerLimits {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub memory: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub swap: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub disk: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub io: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub cpu: i64,
     #[serde(default)]
     pub threads: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub oom_disabled: bool,
 }
 
@@ -41,32 +41,32 @@ pub struct ClientFeatureLimits {
 /// `server.sftp_details`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SftpDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub ip: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub port: i64,
 }
 
 /// The client `server` transformer (§9.1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClientServer {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub server_owner: bool,
     pub identifier: String,
     #[serde(default)]
     pub internal_id: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub uuid: String,
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub node: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub is_node_under_maintenance: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub sftp_details: SftpDetails,
     #[serde(default)]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub limits: ClientServerLimits,
     #[serde(default)]
     pub invocation: Option<String>,
@@ -74,15 +74,15 @@ pub struct ClientServer {
     pub docker_image: Option<String>,
     #[serde(default)]
     pub egg_features: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub feature_limits: ClientFeatureLimits,
     #[serde(default)]
     pub status: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub is_suspended: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub is_installing: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub is_transferring: bool,
     #[serde(default)]
     pub relationships: Option<serde_json::Map<String, serde_json::Value>>,
@@ -91,28 +91,28 @@ pub struct ClientServer {
 /// `stats.resources` (values passed through from Wings; 0 when absent).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub memory_bytes: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub cpu_absolute: f64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub disk_bytes: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub network_rx_bytes: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub network_tx_bytes: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub uptime: u64,
 }
 
 /// The `stats` object of `GET /servers/{server}/resources`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
-    #[serde(default = "stopped")]
+    #[serde(default = "stopped", deserialize_with = "null_stopped")]
     pub current_state: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub is_suspended: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub resources: Resources,
 }
 
@@ -120,21 +120,35 @@ fn stopped() -> String {
     "stopped".to_string()
 }
 
+/// A field some panels send as `null` (or leave out): its default instead.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+fn null_stopped<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_else(stopped))
+}
+
 /// The `user` of `GET /api/client/account` (AccountTransformer).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Account {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub id: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub admin: bool,
+    #[serde(default, deserialize_with = "null_default")]
     pub username: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub email: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub first_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub last_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub language: String,
 }
 
@@ -253,6 +267,28 @@ mod tests {
         let s: ClientServer = serde_json::from_value(v).expect("decode");
         assert_eq!(s.identifier, "abcd1234");
         assert_eq!(s.limits.memory, 0);
+    }
+
+    #[test]
+    fn null_optional_fields_decode_to_defaults() {
+        // Shapes seen on other panels: nulls where ours prints numbers or objects.
+        let v = serde_json::json!({
+            "identifier": "abcd1234", "name": "x", "uuid": null, "node": null,
+            "limits": {"memory": null, "cpu": 100, "disk": null, "threads": null},
+            "sftp_details": null, "feature_limits": null, "is_suspended": null,
+        });
+        let s: ClientServer = serde_json::from_value(v).expect("decode");
+        assert_eq!((s.limits.memory, s.limits.cpu), (0, 100));
+        assert!(!s.is_suspended);
+        let st: Stats = serde_json::from_value(serde_json::json!({
+            "current_state": null, "resources": {"memory_bytes": 5, "cpu_absolute": 1, "uptime": null}
+        }))
+        .expect("decode");
+        assert_eq!(st.current_state, "stopped");
+        assert_eq!((st.resources.memory_bytes, st.resources.cpu_absolute), (5, 1.0));
+        let a: Account =
+            serde_json::from_value(serde_json::json!({"id": 1})).expect("decode");
+        assert_eq!(a.username, "");
     }
 
     #[test]

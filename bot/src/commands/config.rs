@@ -3,7 +3,7 @@
 
 use crate::crypto::mask_key;
 use crate::db;
-use crate::panel::{caller, Meaning};
+use crate::panel::{caller, users, Meaning};
 use crate::reply::Reply;
 use crate::{done, Bot, CmdResult, Fail, Invocation};
 use openapi::client::Error;
@@ -75,7 +75,7 @@ async fn setup(bot: &Bot, inv: &Invocation) -> CmdResult {
     // the Application API (403 there means "valid key, not an admin").
     let who = match panel.client.account().await {
         Ok(acc) => Some(acc.attributes.username),
-        Err(e) if route_missing(&e) => match panel.client.list_users("per_page=1").await {
+        Err(e) if route_missing(&e) => match users::list(&panel.client, "per_page=1").await {
             Ok(_) => None,
             Err(Error::Api { status: 403, .. }) => None,
             Err(Error::Api { status: 401, .. }) => return Err(rejected("API key")),
@@ -91,7 +91,7 @@ async fn setup(bot: &Bot, inv: &Invocation) -> CmdResult {
     };
     if let Some(app_key) = &app_key {
         let app = bot.panel_for(&url, app_key);
-        match app.client.list_users("per_page=1").await {
+        match users::list(&app.client, "per_page=1").await {
             Ok(_) => {}
             Err(Error::Api { status: 401, .. }) => return Err(rejected("application key")),
             Err(Error::Api { status: 403, .. }) => {

@@ -2,10 +2,10 @@
 //! with the caller's application key. Permissions are checked before any panel call.
 
 use super::{is_guild_admin, require_guild_admin};
-use crate::panel::{caller, KeyKind, Meaning, Panel};
+use crate::panel::{caller, users, KeyKind, Meaning, Panel, PanelUser};
 use crate::reply::Reply;
 use crate::{done, Bot, CmdResult, Fail, Invocation};
-use openapi::application::{User, UserRequest};
+use openapi::application::UserRequest;
 use rand::Rng;
 use serenity::all::CreateEmbed;
 
@@ -70,9 +70,7 @@ async fn create(bot: &Bot, inv: &Invocation, panel: &Panel) -> CmdResult {
         password: Some(password.clone()),
         ..Default::default()
     };
-    let u = panel
-        .client
-        .create_user(&req)
+    let u = users::create(&panel.client, &req)
         .await
         .map_err(|e| bot.panel_error(panel, e, MEANING).target(target.clone()))?
         .attributes;
@@ -90,9 +88,7 @@ async fn create(bot: &Bot, inv: &Invocation, panel: &Panel) -> CmdResult {
 
 async fn list(bot: &Bot, inv: &Invocation, panel: &Panel) -> CmdResult {
     let page = inv.int("page").unwrap_or(1).max(1);
-    let l = panel
-        .client
-        .list_users(&format!("per_page=20&page={page}"))
+    let l = users::list(&panel.client, &format!("per_page=20&page={page}"))
         .await
         .map_err(|e| bot.panel_error(panel, e, MEANING))?;
     let pag = l.pagination();
@@ -132,12 +128,10 @@ async fn list(bot: &Bot, inv: &Invocation, panel: &Panel) -> CmdResult {
 }
 
 /// `user` is an id, a username or an e-mail address.
-async fn find(bot: &Bot, panel: &Panel, who: &str) -> Result<User, Fail> {
+async fn find(bot: &Bot, panel: &Panel, who: &str) -> Result<PanelUser, Fail> {
     let target = format!("user:{who}");
     if let Ok(id) = who.parse::<i64>() {
-        return panel
-            .client
-            .get_user(id)
+        return users::get(&panel.client, id)
             .await
             .map(|i| i.attributes)
             .map_err(|e| bot.panel_error(panel, e, MEANING).target(target));
@@ -148,9 +142,7 @@ async fn find(bot: &Bot, panel: &Panel, who: &str) -> Result<User, Fail> {
         "username"
     };
     let enc: String = url::form_urlencoded::byte_serialize(who.as_bytes()).collect();
-    let l = panel
-        .client
-        .list_users(&format!("filter[{field}]={enc}&per_page=50"))
+    let l = users::list(&panel.client, &format!("filter[{field}]={enc}&per_page=50"))
         .await
         .map_err(|e| bot.panel_error(panel, e, MEANING).target(target.clone()))?;
     // Filters match partially; only an exact match counts.
@@ -167,19 +159,28 @@ async fn find(bot: &Bot, panel: &Panel, who: &str) -> Result<User, Fail> {
         .ok_or_else(|| Fail::invalid(format!("Unknown panel user `{who}`.")).target(target))
 }
 
-fn describe(u: &User) -> CreateEmbed {
-    CreateEmbed::new()
+fn describe(u: &PanelUser) -> CreateEmbed {
+    let mut e = CreateEmbed::new()
         .title(format!("{} (id {})", u.username, u.id))
-        .field("E-mail", u.email.clone(), true)
-        .field("Name", format!("{} {}", u.first_name, u.last_name), true)
+        .field("E-mail", u.email.clone(), true);
+    let name = format!("{} {}", u.first_name, u.last_name);
+    if !name.trim().is_empty() {
+        e = e.field("Name", name.trim().to_string(), true);
+    }
+    e = e
         .field("Admin", super::config::yes(u.root_admin), true)
-        .field("2FA", super::config::yes(u.two_factor), true)
-        .field("UUID", u.uuid.clone(), false)
-        .field(
-            "Created",
-            format!("<t:{}:f>", u.created_at.timestamp()),
-            true,
-        )
+        .field("2FA", super::config::yes(u.two_factor), true);
+    if !u.uuid.is_empty() {
+        e = e.field("UUID", u.uuid.clone(), false);
+    }
+    // Upstream prints ISO-8601 with an offset; anything else is shown as sent.
+    if let Some(c) = u.created_at.as_deref() {
+        let shown = chrono::DateTime::parse_from_rfc3339(c)
+            .map(|t| format!("<t:{}:f>", t.timestamp()))
+            .unwrap_or_else(|_| c.to_string());
+        e = e.field("Created", shown, true);
+    }
+    e
 }
 
 async fn info(bot: &Bot, inv: &Invocation, panel: &Panel) -> CmdResult {
@@ -208,9 +209,7 @@ async fn update(bot: &Bot, inv: &Invocation, panel: &Panel) -> CmdResult {
         password: arg(inv, "password"),
         ..Default::default()
     };
-    let nu = panel
-        .client
-        .update_user(u.id, &req)
+    let nu = users::update(&panel.client, u.id, &req)
         .await
         .map_err(|e| bot.panel_error(panel, e, MEANING).target(target.clone()))?
         .attributes;

@@ -330,6 +330,10 @@ pub fn text(resp: &Value) -> String {
                 f["value"].as_str().unwrap_or_default()
             ));
         }
+        if let Some(t) = e["footer"]["text"].as_str() {
+            out.push('\n');
+            out.push_str(t);
+        }
     }
     out
 }
@@ -346,9 +350,19 @@ pub async fn configure(
     key: &str,
     app_key: Option<&str>,
 ) -> Value {
-    let mut opts = vec![s("panel_url", panel_url), s("api_key", key)];
+    let mut opts = vec![so("panel_url", panel_url), so("api_key", key)];
     if let Some(k) = app_key {
-        opts.push(s("application_key", k));
+        opts.push(so("application_key", k));
     }
     t.cmd(who, "config", Some("setup"), opts).await
+}
+
+/// A client key (`ptlc_…`) for an existing panel user: upstream refuses application
+/// keys on the Client API (403), so `/config setup`'s `api_key` is always one of these.
+pub async fn client_key(p: &ferrodactyl_tests::Panel, user_id: i64) -> String {
+    panel_api::apikeys::create(&p.db, user_id, 1, "bot", &[])
+        .await
+        .map_err(|e| format!("{e:?}"))
+        .unwrap()
+        .token()
 }
