@@ -121,6 +121,20 @@ impl DaemonClient {
         if let Some(b) = body {
             rb = rb.json(b);
         }
+        self.send(rb).await
+    }
+
+    /// A request to the daemon with the node token, for the routes that need more
+    /// than JSON in and out (file contents, raw writes, long timeouts).
+    pub fn builder(&self, node: &NodeConn, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{}", node.base_url(), path))
+            .bearer_auth(&node.token)
+            .header("Accept", "application/json")
+    }
+
+    /// Sends a request built by [`Self::builder`]; non-2xx answers become errors.
+    pub async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response, DaemonError> {
         let resp = rb
             .send()
             .await
@@ -268,6 +282,54 @@ impl DaemonClient {
             reqwest::Method::POST,
             &format!("/api/servers/{uuid}/ws/deny"),
             Some(&body),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `POST /api/servers/{uuid}/backup`.
+    pub async fn backup(
+        &self,
+        node: &NodeConn,
+        uuid: &str,
+        adapter: &str,
+        backup: &str,
+        ignore: &str,
+    ) -> Result<(), DaemonError> {
+        let body = serde_json::json!({"adapter": adapter, "uuid": backup, "ignore": ignore});
+        self.call(node, reqwest::Method::POST, &format!("/api/servers/{uuid}/backup"), Some(&body))
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST /api/servers/{uuid}/backup/{backup}/restore`.
+    pub async fn restore_backup(
+        &self,
+        node: &NodeConn,
+        uuid: &str,
+        backup: &str,
+        adapter: &str,
+        truncate: bool,
+        download_url: &str,
+    ) -> Result<(), DaemonError> {
+        let body = serde_json::json!({"adapter": adapter, "truncate_directory": truncate, "download_url": download_url});
+        self.call(
+            node,
+            reqwest::Method::POST,
+            &format!("/api/servers/{uuid}/backup/{backup}/restore"),
+            Some(&body),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `DELETE /api/servers/{uuid}/backup/{backup}`.
+    pub async fn delete_backup(&self, node: &NodeConn, uuid: &str, backup: &str) -> Result<(), DaemonError> {
+        self.call(
+            node,
+            reqwest::Method::DELETE,
+            &format!("/api/servers/{uuid}/backup/{backup}"),
+            None::<&Value>,
         )
         .await
         .map(|_| ())

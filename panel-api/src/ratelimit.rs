@@ -36,6 +36,20 @@ impl Limiter {
         }
     }
 
+    /// `n` requests per `period`, replenished evenly.
+    pub fn per_period(n: u32, period: std::time::Duration) -> Limiter {
+        let n = NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period / n.get())
+            .unwrap_or_else(|| Quota::per_minute(n))
+            .allow_burst(n);
+        let inner = RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>();
+        Limiter {
+            inner: Arc::new(inner),
+            limit: n.get(),
+            clock: DefaultClock::default(),
+        }
+    }
+
     pub fn check(&self, key: &str) -> Decision {
         match self.inner.check_key(&key.to_string()) {
             Ok(snapshot) => Decision::Allowed {

@@ -18,6 +18,8 @@ pub struct Inner {
     pub enc: Encrypter,
     pub application_limiter: Limiter,
     pub client_limiter: Limiter,
+    /// `throttle:10,5` on the remote-download route.
+    pub pull_limiter: Limiter,
     pub daemon: DaemonClient,
 }
 
@@ -34,6 +36,7 @@ impl AppState {
         Ok(AppState(Arc::new(Inner {
             application_limiter: Limiter::per_minute(cfg.application_rate_limit),
             client_limiter: Limiter::per_minute(cfg.client_rate_limit),
+            pull_limiter: Limiter::per_period(10, std::time::Duration::from_secs(300)),
             db,
             cfg,
             enc,

@@ -705,10 +705,19 @@ pub async fn resources(
     let details = match cached {
         Some(v) => v,
         None => {
+            // Upstream does not adopt the daemon's status here: any failure is a 504.
             let v = st
                 .daemon
                 .server_details(&ctx.conn(&st)?, &ctx.server.uuid.to_string())
-                .await?;
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = ?e, "server details from the daemon");
+                    ApiError::http(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "DaemonConnectionException",
+                        crate::error::DAEMON_UNREACHABLE,
+                    )
+                })?;
             let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
             if c.len() > 10_000 {
                 c.retain(|_, (t, _)| t.elapsed() < std::time::Duration::from_secs(20));
