@@ -118,7 +118,18 @@ async fn run(path: PathBuf, debug: bool) -> anyhow::Result<()> {
         None
     };
     let bind = format!("{}:{}", cfg.api.host, cfg.api.port);
+    let sftp_bind = format!("{}:{}", cfg.system.sftp.bind_address, cfg.system.sftp.bind_port);
     let app = wings::boot(cfg, wings::BootOptions::new(path)).await?;
+    let sftp = tokio::net::TcpListener::bind(&sftp_bind)
+        .await
+        .with_context(|| format!("could not listen for SFTP on {sftp_bind}"))?;
+    tracing::info!(bind = %sftp_bind, "sftp server listening for connections");
+    let sftp_app = app.clone();
+    tokio::spawn(async move {
+        if let Err(e) = wings::sftp::serve(sftp_app, sftp).await {
+            tracing::error!(error = %e, "the SFTP server stopped");
+        }
+    });
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .with_context(|| format!("could not listen on {bind}"))?;

@@ -83,6 +83,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let s = find(&app, &id)?;
+    app.downloads.cancel_server(&id);
     s.destroy().await.map_err(ApiError::internal)?;
     app.manager.remove(&id);
     Ok(StatusCode::NO_CONTENT)
