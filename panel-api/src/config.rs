@@ -53,6 +53,8 @@ pub struct Config {
     pub activity_hide_admin: bool,
     /// `PANEL_SCHEDULER` (default true): run due schedules in this process.
     pub run_scheduler: bool,
+    /// `PANEL_SCHEDULER_INTERVAL_MS` between scans for due schedules (default 10 s).
+    pub scheduler_interval_ms: u64,
 }
 
 fn env_bool(name: &str, default: bool) -> bool {
@@ -130,6 +132,7 @@ impl Config {
             backup_driver: std::env::var("APP_BACKUP_DRIVER").unwrap_or_else(|_| "wings".into()),
             activity_hide_admin: env_bool("APP_ACTIVITY_HIDE_ADMIN", false),
             run_scheduler: env_bool("PANEL_SCHEDULER", true),
+            scheduler_interval_ms: env_or("PANEL_SCHEDULER_INTERVAL_MS", 10_000),
         })
     }
 
@@ -161,6 +164,7 @@ impl Config {
             backup_driver: "wings".into(),
             activity_hide_admin: false,
             run_scheduler: true,
+            scheduler_interval_ms: 500,
         }
     }
 }

@@ -126,7 +126,12 @@ impl DaemonClient {
 
     /// A request to the daemon with the node token, for the routes that need more
     /// than JSON in and out (file contents, raw writes, long timeouts).
-    pub fn builder(&self, node: &NodeConn, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub fn builder(
+        &self,
+        node: &NodeConn,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{}", node.base_url(), path))
             .bearer_auth(&node.token)
@@ -134,7 +139,10 @@ impl DaemonClient {
     }
 
     /// Sends a request built by [`Self::builder`]; non-2xx answers become errors.
-    pub async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response, DaemonError> {
+    pub async fn send(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, DaemonError> {
         let resp = rb
             .send()
             .await
@@ -297,9 +305,14 @@ impl DaemonClient {
         ignore: &str,
     ) -> Result<(), DaemonError> {
         let body = serde_json::json!({"adapter": adapter, "uuid": backup, "ignore": ignore});
-        self.call(node, reqwest::Method::POST, &format!("/api/servers/{uuid}/backup"), Some(&body))
-            .await
-            .map(|_| ())
+        self.call(
+            node,
+            reqwest::Method::POST,
+            &format!("/api/servers/{uuid}/backup"),
+            Some(&body),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `POST /api/servers/{uuid}/backup/{backup}/restore`.
@@ -324,7 +337,12 @@ impl DaemonClient {
     }
 
     /// `DELETE /api/servers/{uuid}/backup/{backup}`.
-    pub async fn delete_backup(&self, node: &NodeConn, uuid: &str, backup: &str) -> Result<(), DaemonError> {
+    pub async fn delete_backup(
+        &self,
+        node: &NodeConn,
+        uuid: &str,
+        backup: &str,
+    ) -> Result<(), DaemonError> {
         self.call(
             node,
             reqwest::Method::DELETE,

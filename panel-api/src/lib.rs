@@ -39,9 +39,18 @@ pub async fn serve(
             limiter_state.client_limiter.retain_recent();
         }
     });
+    let runner = state.cfg.run_scheduler.then(|| {
+        schedules::spawn_runner(
+            state.clone(),
+            std::time::Duration::from_millis(state.cfg.scheduler_interval_ms.max(100)),
+        )
+    });
     let svc = http::service(state);
     axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(svc))
         .with_graceful_shutdown(shutdown)
         .await?;
+    if let Some(r) = runner {
+        r.abort();
+    }
     Ok(())
 }

@@ -140,7 +140,11 @@ pub async fn initiate(
         .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect();
-    let adapter = if st.cfg.backup_driver == "s3" { "s3" } else { "wings" };
+    let adapter = if st.cfg.backup_driver == "s3" {
+        "s3"
+    } else {
+        "wings"
+    };
     let row: BackupRow = sqlx::query_as(&format!(
         "INSERT INTO backups (server_id, uuid, name, ignored_files, disk, is_locked) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLS}"
     ))
@@ -187,7 +191,11 @@ pub async fn delete_backup(st: &AppState, server: &ServerRow, b: &BackupRow) -> 
         let node = crate::http::application::nodes::find(st, server.node_id).await?;
         match st
             .daemon
-            .delete_backup(&node.conn(st)?, &server.uuid.to_string(), &b.uuid.to_string())
+            .delete_backup(
+                &node.conn(st)?,
+                &server.uuid.to_string(),
+                &b.uuid.to_string(),
+            )
             .await
         {
             Ok(()) => {}
@@ -415,10 +423,12 @@ pub async fn restore(
         )
         .await
     {
-        sqlx::query("UPDATE servers SET status = NULL WHERE id = $1 AND status = 'restoring_backup'")
-            .bind(ctx.server.id)
-            .execute(&st.db)
-            .await?;
+        sqlx::query(
+            "UPDATE servers SET status = NULL WHERE id = $1 AND status = 'restoring_backup'",
+        )
+        .bind(ctx.server.id)
+        .execute(&st.db)
+        .await?;
         return Err(e.into());
     }
     ctx.log_with(

@@ -112,7 +112,11 @@ pub async fn list(
     let dir = p.get("directory").unwrap_or("/").to_string();
     let rb = st
         .daemon
-        .builder(&ctx.conn(&st)?, reqwest::Method::GET, &path(&ctx, "list-directory"))
+        .builder(
+            &ctx.conn(&st)?,
+            reqwest::Method::GET,
+            &path(&ctx, "list-directory"),
+        )
         .query(&[("directory", dir.as_str())]);
     let resp = st.daemon.send(rb).await?;
     let items: Value = resp
@@ -140,7 +144,11 @@ pub async fn contents(
     let file = required_query(&p, "file")?;
     let rb = st
         .daemon
-        .builder(&ctx.conn(&st)?, reqwest::Method::GET, &path(&ctx, "contents"))
+        .builder(
+            &ctx.conn(&st)?,
+            reqwest::Method::GET,
+            &path(&ctx, "contents"),
+        )
         .query(&[("file", file.as_str())]);
     let resp = st.daemon.send(rb).await?;
     let max = st.cfg.files_max_edit_size;
@@ -166,7 +174,8 @@ pub async fn contents(
         }
         body.extend_from_slice(&chunk);
     }
-    ctx.log(&st, "server:file.read", json!({"file": file})).await;
+    ctx.log(&st, "server:file.read", json!({"file": file}))
+        .await;
     let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -237,7 +246,13 @@ pub async fn upload(
     ctx.require("file.create")?;
     let mut claims = Map::new();
     claims.insert("server_uuid".into(), ctx.server.uuid.to_string().into());
-    Ok(fractal::ok(&signed(&st, &ctx, &auth, "/upload/file", claims)?))
+    Ok(fractal::ok(&signed(
+        &st,
+        &ctx,
+        &auth,
+        "/upload/file",
+        claims,
+    )?))
 }
 
 /// `root`: `required|nullable|string` (required wins: null and "" are refused).
@@ -258,7 +273,10 @@ pub async fn rename(
     let mut v = Validator::new(&body.0);
     root_required(&mut v);
     if v.check("files", &[Rule::Required, Rule::Array]) {
-        let n = body.get("files").and_then(|f| f.as_array()).map_or(0, Vec::len);
+        let n = body
+            .get("files")
+            .and_then(|f| f.as_array())
+            .map_or(0, Vec::len);
         for i in 0..n {
             v.check(&format!("files.{i}.from"), &[Rule::Required, Rule::String]);
             v.check(&format!("files.{i}.to"), &[Rule::Required, Rule::String]);
@@ -333,13 +351,17 @@ pub async fn write(
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .body(bytes);
     st.daemon.send(rb).await?;
-    ctx.log(&st, "server:file.write", json!({"file": file})).await;
+    ctx.log(&st, "server:file.write", json!({"file": file}))
+        .await;
     Ok(fractal::no_content())
 }
 
 fn files_array(v: &mut Validator<'_>, body: &Body) {
     if v.check("files", &[Rule::Required, Rule::Array]) {
-        let n = body.get("files").and_then(|f| f.as_array()).map_or(0, Vec::len);
+        let n = body
+            .get("files")
+            .and_then(|f| f.as_array())
+            .map_or(0, Vec::len);
         for i in 0..n {
             v.check(&format!("files.{i}"), &[Rule::String]);
         }
@@ -503,7 +525,10 @@ pub async fn chmod(
     let mut v = Validator::new(&body.0);
     root_required(&mut v);
     if v.check("files", &[Rule::Required, Rule::Array]) {
-        let n = body.get("files").and_then(|f| f.as_array()).map_or(0, Vec::len);
+        let n = body
+            .get("files")
+            .and_then(|f| f.as_array())
+            .map_or(0, Vec::len);
         for i in 0..n {
             v.check(&format!("files.{i}.file"), &[Rule::Required, Rule::String]);
             v.check(&format!("files.{i}.mode"), &[Rule::Required, Rule::Numeric]);
