@@ -2,6 +2,7 @@
 //! `openapi` crate's schemas, served at `/openapi.json`.
 
 use crate::http::application as app;
+use crate::http::client as cl;
 use axum::response::Response;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -27,7 +28,7 @@ impl Modify for BearerKeys {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Ferrodactyl panel API", description = "Pterodactyl-compatible Application API (and, as they land, the Client and Remote APIs)."),
+    info(title = "Ferrodactyl panel API", description = "Pterodactyl-compatible Application API and Client API."),
     modifiers(&BearerKeys),
     paths(
         app::users::index, app::users::view, app::users::external, app::users::store, app::users::update, app::users::delete,
@@ -39,6 +40,19 @@ impl Modify for BearerKeys {
         app::servers::delete, app::servers::delete_forced,
         app::databases::index, app::databases::view, app::databases::store, app::databases::reset_password, app::databases::delete,
         app::nests::index, app::nests::view, app::nests::eggs_index, app::nests::egg_view,
+        cl::servers::index, cl::servers::permissions, cl::account::index, cl::account::two_factor_setup, cl::account::two_factor_enable,
+        cl::account::two_factor_disable, cl::account::update_email, cl::account::update_password, cl::account::activity,
+        cl::account::api_keys, cl::account::api_key_store, cl::account::api_key_delete, cl::account::ssh_keys, cl::account::ssh_key_store,
+        cl::account::ssh_key_delete, cl::servers::view, cl::servers::websocket, cl::servers::resources, cl::servers::activity,
+        cl::servers::command, cl::servers::power, cl::databases::index, cl::databases::store, cl::databases::rotate, cl::databases::destroy,
+        cl::files::list, cl::files::contents, cl::files::download, cl::files::rename, cl::files::copy, cl::files::write, cl::files::compress,
+        cl::files::decompress, cl::files::delete, cl::files::create_folder, cl::files::chmod, cl::files::pull, cl::files::upload,
+        cl::schedules::index, cl::schedules::store, cl::schedules::view, cl::schedules::update, cl::schedules::execute, cl::schedules::destroy,
+        cl::schedules::task_store, cl::schedules::task_update, cl::schedules::task_delete,
+        cl::network::index, cl::network::store, cl::network::update, cl::network::primary, cl::network::destroy,
+        cl::subusers::index, cl::subusers::store, cl::subusers::view, cl::subusers::update, cl::subusers::destroy,
+        cl::backups::index, cl::backups::store, cl::backups::view, cl::backups::download, cl::backups::lock, cl::backups::restore, cl::backups::destroy,
+        cl::startup::index, cl::startup::update, cl::settings::rename, cl::settings::reinstall, cl::settings::docker_image,
     ),
     components(schemas(
         openapi::ErrorEnvelope, openapi::ErrorObject, openapi::Pagination,

@@ -116,3 +116,36 @@ async fn options_lists_the_methods() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["allow"], "GET,HEAD,POST");
 }
+
+#[tokio::test]
+async fn the_client_method_table_matches_the_router() {
+    assert_eq!(
+        panel_api::http::client::METHODS
+            .iter()
+            .map(|(_, m)| m.len())
+            .sum::<usize>(),
+        69,
+        "upstream's Client API has 69 routes"
+    );
+    let param = regex::Regex::new(r"\{[^}]+\}").unwrap();
+    for (path, methods) in panel_api::http::client::METHODS {
+        let concrete = format!("/api/client{}", param.replace_all(path, "1"));
+        let concrete = concrete.trim_end_matches('/').to_string();
+        for m in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            let (status, _, _) = send(m, &concrete).await;
+            if methods.contains(&m) {
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{m} {concrete} should route"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{m} {concrete} should be 405"
+                );
+            }
+        }
+    }
+}
