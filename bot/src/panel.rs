@@ -261,11 +261,7 @@ pub mod users {
         c.send_json(Method::POST, "/api/application/users", req)
             .await
     }
-    pub async fn update(
-        c: &Client,
-        id: i64,
-        req: &UserRequest,
-    ) -> Result<Item<PanelUser>, Error> {
+    pub async fn update(c: &Client, id: i64, req: &UserRequest) -> Result<Item<PanelUser>, Error> {
         c.send_json(Method::PATCH, &format!("/api/application/users/{id}"), req)
             .await
     }

@@ -33,9 +33,10 @@ fn refuses_to_start_without_bot_fernet_key_and_says_how_to_make_one() {
     let data = tmp.path().join("data");
     for key in [None, Some(""), Some("not-a-fernet-key")] {
         let mut c = bin();
-        c.env("BOT_DATA_DIR", &data)
-            .env("BOT_MODE", "http")
-            .env("DISCORD_PUBLIC_KEY", hex::encode(signer().verifying_key().to_bytes()));
+        c.env("BOT_DATA_DIR", &data).env("BOT_MODE", "http").env(
+            "DISCORD_PUBLIC_KEY",
+            hex::encode(signer().verifying_key().to_bytes()),
+        );
         if let Some(k) = key {
             c.env("BOT_FERNET_KEY", k);
         }
@@ -213,7 +214,11 @@ async fn without_database_url_it_uses_the_embedded_cluster_which_persists_and_st
     )
     .await;
     assert!(text(&r).contains("Could not reach the panel"), "{r}");
-    let (_, r) = post(&bot.url, &command(&discord_admin(), "admin", "status", vec![])).await;
+    let (_, r) = post(
+        &bot.url,
+        &command(&discord_admin(), "admin", "status", vec![]),
+    )
+    .await;
     // The status counts the rows before its own: the /config setup above.
     assert!(text(&r).contains("Audit entries: 1"), "{r}");
 
@@ -232,7 +237,10 @@ async fn without_database_url_it_uses_the_embedded_cluster_which_persists_and_st
     while postgres_running_in(&data) && start_wait.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(!postgres_running_in(&data), "the cluster stopped with the bot");
+    assert!(
+        !postgres_running_in(&data),
+        "the cluster stopped with the bot"
+    );
 
     let bot2 = start(&data, &key, &discord_url, "bot2.log").await;
     let (_, r) = post(
@@ -242,7 +250,9 @@ async fn without_database_url_it_uses_the_embedded_cluster_which_persists_and_st
     .await;
     let out = text(&r);
     assert!(
-        out.contains("/config setup") && out.contains("panel unreachable") && out.contains("/admin status"),
+        out.contains("/config setup")
+            && out.contains("panel unreachable")
+            && out.contains("/admin status"),
         "{out}"
     );
     drop(bot2);

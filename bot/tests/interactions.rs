@@ -1,9 +1,6 @@
 //! The bot's interactions endpoint against a live panel-api on real PostgreSQL:
 //! signed requests in, replies, audit rows, the bot's tables and the panel's state
 //! checked after each command. Discord's REST API is a local stand-in.
-//!
-//! Behind the `interaction-tests` feature until they have been run to green.
-#![cfg(feature = "interaction-tests")]
 
 mod common;
 

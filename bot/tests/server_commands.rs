@@ -1,11 +1,6 @@
 //! `/server …` end to end: the bot's interactions endpoint → panel-api's Client API →
-//! a real wings on the real Docker engine. The Client API is not built in panel-api
-//! yet, so these tests are behind the `client-api-tests` feature (off by default):
-//!
-//! ```sh
-//! CARGO_TARGET_DIR=target-bot cargo nextest run -p bot --features client-api-tests
-//! ```
-#![cfg(feature = "client-api-tests")]
+//! a real wings on the real Docker engine (image `ferrodactyl/test-base`, built by
+//! scripts/test-image.sh).
 
 mod common;
 
@@ -69,11 +64,13 @@ async fn stack() -> Stack {
         .unwrap()
         .json;
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = wings::config::Config::default();
-    cfg.uuid = conf["uuid"].as_str().unwrap().into();
-    cfg.token_id = conf["token_id"].as_str().unwrap().into();
-    cfg.token = conf["token"].as_str().unwrap().into();
-    cfg.remote = conf["remote"].as_str().unwrap().into();
+    let mut cfg = wings::config::Config {
+        uuid: conf["uuid"].as_str().unwrap().into(),
+        token_id: conf["token_id"].as_str().unwrap().into(),
+        token: conf["token"].as_str().unwrap().into(),
+        remote: conf["remote"].as_str().unwrap().into(),
+        ..Default::default()
+    };
     cfg.api.host = "127.0.0.1".into();
     cfg.api.port = port;
     let root = dir.path().join("root");

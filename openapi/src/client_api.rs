@@ -285,9 +285,11 @@ mod tests {
         }))
         .expect("decode");
         assert_eq!(st.current_state, "stopped");
-        assert_eq!((st.resources.memory_bytes, st.resources.cpu_absolute), (5, 1.0));
-        let a: Account =
-            serde_json::from_value(serde_json::json!({"id": 1})).expect("decode");
+        assert_eq!(
+            (st.resources.memory_bytes, st.resources.cpu_absolute),
+            (5, 1.0)
+        );
+        let a: Account = serde_json::from_value(serde_json::json!({"id": 1})).expect("decode");
         assert_eq!(a.username, "");
     }
 
