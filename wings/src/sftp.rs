@@ -283,6 +283,12 @@ enum OpenHandle {
         writable: bool,
         created: bool,
         size: u64,
+        /// Whole-file uploads go to a temporary file renamed into place on close;
+        /// a client that disconnects or fails mid-upload leaves nothing behind.
+        temp: Option<jail::TempFile>,
+        failed: bool,
+        /// Bytes of the file this upload replaces (released on commit).
+        replaced: i64,
     },
     Dir {
         rel: String,
@@ -507,6 +513,9 @@ impl russh_sftp::server::Handler for SftpSession {
                 writable: false,
                 created: false,
                 size: st.st_size as u64,
+                temp: None,
+                failed: false,
+                replaced: 0,
             });
             return Ok(Handle { id, handle });
         }
@@ -532,23 +541,38 @@ impl russh_sftp::server::Handler for SftpSession {
             .map(|s| s.st_size)
             .unwrap_or(0);
         let truncate = pflags.contains(OpenFlags::TRUNCATE);
+        if truncate || !exists {
+            if !pflags.contains(OpenFlags::CREATE) && !exists {
+                return Err(status(StatusCode::NoSuchFile, "No such file"));
+            }
+            let mut tmp = self.fs.jail.temp_beside(&r).map_err(fs_status)?;
+            let file = tmp.file().try_clone().map_err(|e| fs_status(e.into()))?;
+            let handle = self.handle(OpenHandle::File {
+                file,
+                rel: r,
+                writable: true,
+                created: !exists,
+                size: 0,
+                temp: Some(tmp),
+                failed: false,
+                replaced: old,
+            });
+            return Ok(Handle { id, handle });
+        }
         let (file, created) = self
             .fs
             .jail
-            .open_write(&r, pflags.contains(OpenFlags::CREATE), truncate)
+            .open_write(&r, false, false)
             .map_err(fs_status)?;
-        let size = if truncate {
-            self.fs.server.add_disk_usage(-old);
-            0
-        } else {
-            old as u64
-        };
         let handle = self.handle(OpenHandle::File {
             file,
             rel: r,
             writable: true,
             created,
-            size,
+            size: old as u64,
+            temp: None,
+            failed: false,
+            replaced: 0,
         });
         Ok(Handle { id, handle })
     }
@@ -574,6 +598,9 @@ impl russh_sftp::server::Handler for SftpSession {
             file,
             writable: true,
             size,
+            temp,
+            failed,
+            replaced,
             ..
         }) = self.handles.get_mut(&handle)
         else {
@@ -581,11 +608,16 @@ impl russh_sftp::server::Handler for SftpSession {
         };
         let end = offset + data.len() as u64;
         let grow = end.saturating_sub(*size) as i64;
-        if grow > 0 && !server.has_space_for(grow) {
+        // A replacing upload only has to fit once the old file is gone.
+        let credit = if temp.is_some() { *replaced } else { 0 };
+        if grow > 0 && !server.has_space_for(grow - credit.min(*size as i64 + grow)) {
+            *failed = true;
             return Err(quota());
         }
-        file.write_all_at(&data, offset)
-            .map_err(|e| fs_status(e.into()))?;
+        if let Err(e) = file.write_all_at(&data, offset) {
+            *failed = true;
+            return Err(fs_status(e.into()));
+        }
         if grow > 0 {
             server.add_disk_usage(grow);
             *size = end;
@@ -598,9 +630,26 @@ impl russh_sftp::server::Handler for SftpSession {
             rel,
             writable: true,
             created,
+            temp,
+            failed,
+            replaced,
+            size,
             ..
         }) = self.handles.remove(&handle)
         {
+            if let Some(tmp) = temp {
+                if failed {
+                    // Dropped: the partial upload is removed, the old file kept.
+                    self.fs.server.add_disk_usage(-(size as i64));
+                    drop(tmp);
+                    return Err(status(StatusCode::Failure, "upload failed"));
+                }
+                if let Err(e) = tmp.commit() {
+                    self.fs.server.add_disk_usage(-(size as i64));
+                    return Err(fs_status(e));
+                }
+                self.fs.server.add_disk_usage(-replaced);
+            }
             let event = if created {
                 "server:sftp.create"
             } else {
@@ -623,6 +672,20 @@ impl russh_sftp::server::Handler for SftpSession {
         self.writable()?;
         self.can("file.update")?;
         let r = match self.handles.get(&handle) {
+            Some(OpenHandle::File {
+                file,
+                writable: true,
+                ..
+            }) => {
+                // The handle may be an upload still in its temporary file.
+                if let Some(mode) = attrs.permissions {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = if mode & 0o7777 == 0 { 0o644 } else { mode & 0o7777 };
+                    file.set_permissions(std::fs::Permissions::from_mode(mode))
+                        .map_err(|e| fs_status(e.into()))?;
+                }
+                return Ok(ok(id));
+            }
             Some(OpenHandle::File { rel, .. }) | Some(OpenHandle::Dir { rel, .. }) => rel.clone(),
             None => return Err(status(StatusCode::Failure, "invalid handle")),
         };
