@@ -11,12 +11,14 @@ use wings_stack::{eventually, stack, tree_hash, Options, Srv, Stack};
 
 async fn new_backup(st: &Stack, s: &Srv) -> String {
     let b = uuid::Uuid::new_v4();
-    sqlx::query("INSERT INTO backups (server_id, uuid, name, disk) VALUES ($1, $2, 'test', 'wings')")
-        .bind(s.id)
-        .bind(b)
-        .execute(&st.p.db)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO backups (server_id, uuid, name, disk) VALUES ($1, $2, 'test', 'wings')",
+    )
+    .bind(s.id)
+    .bind(b)
+    .execute(&st.p.db)
+    .await
+    .unwrap();
     b.to_string()
 }
 
@@ -31,7 +33,10 @@ async fn backup_row(st: &Stack, b: &str) -> (bool, Option<String>, i64, bool) {
 }
 
 fn sha1_of(path: &std::path::Path) -> String {
-    let out = std::process::Command::new("sha1sum").arg(path).output().unwrap();
+    let out = std::process::Command::new("sha1sum")
+        .arg(path)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()
@@ -96,7 +101,11 @@ async fn a_backup_round_trip_restores_the_tree() {
     std::fs::write(dir.join("logs/latest.log"), "log").unwrap();
     std::fs::write(dir.join(".pteroignore"), "cache/\n*.log\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.join("server.properties"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        dir.join("server.properties"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
 
     let b = new_backup(&st, s).await;
     let r = st
@@ -137,7 +146,10 @@ async fn a_backup_round_trip_restores_the_tree() {
         std::fs::read_to_string(dir.join("server.properties")).unwrap(),
         "motd=before\n"
     );
-    let m = std::fs::metadata(dir.join("server.properties")).unwrap().permissions().mode();
+    let m = std::fs::metadata(dir.join("server.properties"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(m & 0o777, 0o600, "modes come back from the archive");
     assert!(dir.join("world/region/r.0.0.mca").exists());
     assert!(dir.join("new-after-backup.txt").exists());
@@ -161,7 +173,11 @@ async fn a_backup_round_trip_restores_the_tree() {
     );
     let r = st
         .post(
-            &format!("/api/servers/{}/backup/{}/restore", s.uuid, uuid::Uuid::new_v4()),
+            &format!(
+                "/api/servers/{}/backup/{}/restore",
+                s.uuid,
+                uuid::Uuid::new_v4()
+            ),
             json!({"adapter": "wings"}),
         )
         .await;
@@ -210,9 +226,20 @@ async fn the_request_ignore_list_wins_and_symlinks_are_not_followed() {
         )
         .await;
     assert_eq!(r.status, 202);
-    assert!(eventually(Duration::from_secs(30), || async { backup_row(&st, &b).await.3 }).await);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            backup_row(&st, &b).await.3
+        })
+        .await
+    );
     let listing = archive_listing(&st.backups.join(format!("{b}.tar.gz")));
-    assert!(listing.contains("keep.txt"), "the request's list replaces .pteroignore: {listing}");
+    assert!(
+        listing.contains("keep.txt"),
+        "the request's list replaces .pteroignore: {listing}"
+    );
     assert!(!listing.contains("skip.tmp"), "{listing}");
-    assert!(!listing.contains("secret"), "a link out of the root was followed: {listing}");
+    assert!(
+        !listing.contains("secret"),
+        "a link out of the root was followed: {listing}"
+    );
 }

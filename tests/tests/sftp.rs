@@ -23,7 +23,12 @@ enum Login<'a> {
 
 async fn run(st: &Stack, user: &str, login: Login<'_>, commands: &str, cwd: &Path) -> Out {
     // The client blocks; keep the runtime free for wings and the panel.
-    let (st_port, user, commands, cwd) = (st.sftp_port, user.to_string(), commands.to_string(), cwd.to_path_buf());
+    let (st_port, user, commands, cwd) = (
+        st.sftp_port,
+        user.to_string(),
+        commands.to_string(),
+        cwd.to_path_buf(),
+    );
     let login = match login {
         Login::Password(p) => (Some(p.to_string()), None),
         Login::Key(k) => (None, Some(k.to_path_buf())),
@@ -65,8 +70,14 @@ fn sftp_raw(port: u16, user: &str, login: Login, commands: &str, cwd: &Path) -> 
                 ]);
         }
         Login::Key(k) => {
-            cmd.args(["-o", "PreferredAuthentications=publickey", "-o", "IdentitiesOnly=yes", "-i"])
-                .arg(k);
+            cmd.args([
+                "-o",
+                "PreferredAuthentications=publickey",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-i",
+            ])
+            .arg(k);
         }
     }
     let batch = tmp.path().join("batch");
@@ -141,7 +152,14 @@ async fn owner_uploads_downloads_renames_lists_and_deletes() {
     assert!(!dir.join("plugins").exists());
     assert!(!dir.join("upload.txt").exists());
 
-    let out = run(&st, &user("admin", s), Login::Password("password123"), "put upload.txt\n", l.path()).await;
+    let out = run(
+        &st,
+        &user("admin", s),
+        Login::Password("password123"),
+        "put upload.txt\n",
+        l.path(),
+    )
+    .await;
     assert!(out.ok, "{}", out.stderr);
     assert_eq!(
         std::fs::read_to_string(dir.join("upload.txt")).unwrap(),
@@ -165,7 +183,14 @@ async fn owner_uploads_downloads_renames_lists_and_deletes() {
         "put upload.txt evil/planted\n",
         "get /etc/passwd leak3\n",
     ] {
-        let out = run(&st, &user("admin", s), Login::Password("password123"), cmd, l.path()).await;
+        let out = run(
+            &st,
+            &user("admin", s),
+            Login::Password("password123"),
+            cmd,
+            l.path(),
+        )
+        .await;
         assert!(!out.ok, "{cmd} should fail: {}", out.stdout);
     }
     assert!(!outside.join("planted").exists());
@@ -180,10 +205,28 @@ async fn permissions_map_as_upstream() {
     let s = &srv[0];
     let dir = st.server_dir(s);
     std::fs::write(dir.join("existing.txt"), "v1").unwrap();
-    subuser(&st, s, "reader", &["file.sftp", "file.read", "file.read-content"]).await;
+    subuser(
+        &st,
+        s,
+        "reader",
+        &["file.sftp", "file.read", "file.read-content"],
+    )
+    .await;
     subuser(&st, s, "lister", &["file.sftp", "file.read"]).await;
-    subuser(&st, s, "creator", &["file.sftp", "file.read", "file.create"]).await;
-    subuser(&st, s, "deleter", &["file.sftp", "file.read", "file.delete"]).await;
+    subuser(
+        &st,
+        s,
+        "creator",
+        &["file.sftp", "file.read", "file.create"],
+    )
+    .await;
+    subuser(
+        &st,
+        s,
+        "deleter",
+        &["file.sftp", "file.read", "file.delete"],
+    )
+    .await;
     subuser(&st, s, "nosftp", &["file.read", "file.read-content"]).await;
     let l = local();
     let cases: &[(&str, &str, bool)] = &[
@@ -200,12 +243,29 @@ async fn permissions_map_as_upstream() {
         ("nosftp", "ls\n", false),
     ];
     for (who, cmds, expect) in cases {
-        let out = run(&st, &user(who, s), Login::Password("password123"), cmds, l.path()).await;
-        assert_eq!(out.ok, *expect, "{who}: {cmds}\n{}\n{}", out.stdout, out.stderr);
+        let out = run(
+            &st,
+            &user(who, s),
+            Login::Password("password123"),
+            cmds,
+            l.path(),
+        )
+        .await;
+        assert_eq!(
+            out.ok, *expect,
+            "{who}: {cmds}\n{}\n{}",
+            out.stdout, out.stderr
+        );
     }
-    assert_eq!(std::fs::read_to_string(dir.join("existing.txt")).unwrap(), "v1");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("existing.txt")).unwrap(),
+        "v1"
+    );
     assert!(dir.join("made").is_dir());
-    assert!(!dir.join("new.txt").exists(), "deleted by the subuser with file.delete");
+    assert!(
+        !dir.join("new.txt").exists(),
+        "deleted by the subuser with file.delete"
+    );
     assert!(!dir.join("other.txt").exists());
 }
 
@@ -221,9 +281,21 @@ async fn read_only_mode_allows_reads_only() {
     std::fs::write(dir.join("a.txt"), "a").unwrap();
     let l = local();
     let u = user("admin", s);
-    let out = run(&st, &u, Login::Password("password123"), "get a.txt\nls\n", l.path()).await;
+    let out = run(
+        &st,
+        &u,
+        Login::Password("password123"),
+        "get a.txt\nls\n",
+        l.path(),
+    )
+    .await;
     assert!(out.ok, "{}", out.stderr);
-    for cmd in ["put upload.txt\n", "mkdir x\n", "rm a.txt\n", "rename a.txt b.txt\n"] {
+    for cmd in [
+        "put upload.txt\n",
+        "mkdir x\n",
+        "rm a.txt\n",
+        "rename a.txt b.txt\n",
+    ] {
         let out = run(&st, &u, Login::Password("password123"), cmd, l.path()).await;
         assert!(!out.ok, "{cmd} succeeded in read-only mode");
     }
@@ -254,7 +326,14 @@ async fn key_login_uses_the_accounts_ssh_keys() {
         .unwrap();
     let l = local();
     let good = keys.path().join("good");
-    let out = run(&st, &user("admin", s), Login::Key(&good), "put upload.txt\n", l.path()).await;
+    let out = run(
+        &st,
+        &user("admin", s),
+        Login::Key(&good),
+        "put upload.txt\n",
+        l.path(),
+    )
+    .await;
     assert!(out.ok, "{}\n{}", out.stdout, out.stderr);
     assert!(st.server_dir(s).join("upload.txt").exists());
     let bad = keys.path().join("bad");
@@ -269,7 +348,14 @@ async fn bad_logins_are_refused_and_rate_limited_and_suspension_locks_out() {
     let l = local();
     let u = user("admin", s);
     // Usernames without `.<8 chars>` never reach the panel.
-    let out = run(&st, "admin", Login::Password("password123"), "ls\n", l.path()).await;
+    let out = run(
+        &st,
+        "admin",
+        Login::Password("password123"),
+        "ls\n",
+        l.path(),
+    )
+    .await;
     assert!(!out.ok);
     for _ in 0..wings::sftp::MAX_FAILURES {
         let out = run(&st, &u, Login::Password("wrong-password"), "ls\n", l.path()).await;
@@ -285,9 +371,8 @@ async fn bad_logins_are_refused_and_rate_limited_and_suspension_locks_out() {
     let u = user("admin", s);
     let out = run(&st, &u, Login::Password("password123"), "ls\n", l.path()).await;
     assert!(out.ok, "{}", out.stderr);
-    let r = st
-        .p
-        .call(st.p.req(
+    let r =
+        st.p.call(st.p.req(
             reqwest::Method::POST,
             &format!("/api/application/servers/{}/suspend", s.id),
             Some(&st.admin.key),
@@ -312,7 +397,14 @@ async fn uploads_over_quota_leave_nothing_and_the_host_key_is_kept() {
     std::fs::write(dir.join("keep.txt"), "old content").unwrap();
     let l = local();
     std::fs::write(l.path().join("big.bin"), vec![9u8; 3 * 1024 * 1024]).unwrap();
-    let out = run(&st, &user("admin", s), Login::Password("password123"), "put big.bin keep.txt\n", l.path()).await;
+    let out = run(
+        &st,
+        &user("admin", s),
+        Login::Password("password123"),
+        "put big.bin keep.txt\n",
+        l.path(),
+    )
+    .await;
     assert!(!out.ok, "an upload over the disk limit succeeded");
     assert_eq!(
         std::fs::read_to_string(dir.join("keep.txt")).unwrap(),
@@ -332,6 +424,9 @@ async fn uploads_over_quota_leave_nothing_and_the_host_key_is_kept() {
     let again = wings::sftp::host_key(std::path::Path::new(&st.app.config().system.data)).unwrap();
     assert_eq!(std::fs::read(&key).unwrap(), first, "the key file is kept");
     let pem = String::from_utf8(first).unwrap();
-    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 PEM as upstream");
+    assert!(
+        pem.starts_with("-----BEGIN PRIVATE KEY-----"),
+        "PKCS#8 PEM as upstream"
+    );
     assert_eq!(again.algorithm().as_str(), "ssh-ed25519");
 }

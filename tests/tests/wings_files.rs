@@ -8,7 +8,7 @@ mod wings_stack;
 use reqwest::Method;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
-use wings_stack::{stack, Options, Stack, Srv};
+use wings_stack::{stack, Options, Srv, Stack};
 
 fn files(s: &Srv, route: &str) -> String {
     format!("/api/servers/{}/files/{route}", s.uuid)
@@ -39,7 +39,10 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
             out.push(p.to_string_lossy().into_owned());
-            if std::fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false) {
+            if std::fs::symlink_metadata(&p)
+                .map(|m| m.is_dir())
+                .unwrap_or(false)
+            {
                 stack.push(p);
             }
         }
@@ -127,7 +130,9 @@ async fn file_routes_answer_with_upstreams_shapes() {
         "Part of the path being created is not a directory (ENOTDIR).",
     );
     write(&st, s, "eula.txt", b"eula=true\n").await;
-    let r = st.get(&format!("{}?directory=/", files(s, "list-directory"))).await;
+    let r = st
+        .get(&format!("{}?directory=/", files(s, "list-directory")))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let list = r.json.as_array().unwrap();
     let names: Vec<&str> = list.iter().map(|e| e["name"].as_str().unwrap()).collect();
@@ -136,8 +141,16 @@ async fn file_routes_answer_with_upstreams_shapes() {
     assert_eq!(
         keys,
         vec![
-            "name", "created", "modified", "mode", "mode_bits", "size", "directory", "file",
-            "symlink", "mime"
+            "name",
+            "created",
+            "modified",
+            "mode",
+            "mode_bits",
+            "size",
+            "directory",
+            "file",
+            "symlink",
+            "mime"
         ]
     );
     assert_eq!(list[0]["mime"], "inode/directory");
@@ -155,13 +168,17 @@ async fn file_routes_answer_with_upstreams_shapes() {
 
     // copy: upstream's naming.
     for _ in 0..3 {
-        let r = st.post(&files(s, "copy"), json!({"location": "eula.txt"})).await;
+        let r = st
+            .post(&files(s, "copy"), json!({"location": "eula.txt"}))
+            .await;
         assert_eq!(r.status, 204, "{}", r.text());
     }
     for n in ["eula copy.txt", "eula copy 1.txt", "eula copy 2.txt"] {
         assert_eq!(std::fs::read(dir.join(n)).unwrap(), b"eula=true\n", "{n}");
     }
-    let r = st.post(&files(s, "copy"), json!({"location": "plugins"})).await;
+    let r = st
+        .post(&files(s, "copy"), json!({"location": "plugins"}))
+        .await;
     r.assert_error(404, "");
 
     // rename several; destination exists; empty list.
@@ -179,7 +196,10 @@ async fn file_routes_answer_with_upstreams_shapes() {
             json!({"root": "/", "files": [{"from": "a.txt", "to": "eula.txt"}]}),
         )
         .await;
-    r.assert_error(400, "Cannot move or rename file, destination already exists.");
+    r.assert_error(
+        400,
+        "Cannot move or rename file, destination already exists.",
+    );
     let r = st.put(&files(s, "rename"), json!({"files": []})).await;
     r.assert_error(422, "No files to move or rename were provided.");
 
@@ -191,7 +211,10 @@ async fn file_routes_answer_with_upstreams_shapes() {
         )
         .await;
     assert_eq!(r.status, 204, "{}", r.text());
-    let m = std::fs::metadata(dir.join("a.txt")).unwrap().permissions().mode();
+    let m = std::fs::metadata(dir.join("a.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(m & 0o777, 0o755);
     let r = st
         .post(
@@ -339,14 +362,20 @@ async fn compress_and_decompress_every_format() {
     // pre-check reads it first).
     write(&st, s, "notes.txt", b"just text").await;
     let r = st
-        .post(&files(s, "decompress"), json!({"root": "/", "file": "notes.txt"}))
+        .post(
+            &files(s, "decompress"),
+            json!({"root": "/", "file": "notes.txt"}),
+        )
         .await;
     r.assert_error(
         400,
         "The archive provided is in a format Wings does not understand.",
     );
     let r = st
-        .post(&files(s, "decompress"), json!({"root": "/", "file": "missing.zip"}))
+        .post(
+            &files(s, "decompress"),
+            json!({"root": "/", "file": "missing.zip"}),
+        )
         .await;
     r.assert_error(404, "");
     no_temp_files(&dir);
@@ -370,7 +399,12 @@ async fn traversal_and_escape_attempts_are_refused() {
         "../../outside/secret.txt",
         "..%2F..%2Foutside%2Fsecret.txt",
         "%2e%2e/%2e%2e/outside/secret.txt",
-        outside.join("secret.txt").to_str().unwrap().to_string().leak(),
+        outside
+            .join("secret.txt")
+            .to_str()
+            .unwrap()
+            .to_string()
+            .leak(),
         "evil-file",
         "evil-rel",
         "evil-dir/secret.txt",
@@ -378,9 +412,7 @@ async fn traversal_and_escape_attempts_are_refused() {
         "hard",
     ];
     for a in attempts {
-        let r = st
-            .get(&format!("{}?file={a}", files(s, "contents")))
-            .await;
+        let r = st.get(&format!("{}?file={a}", files(s, "contents"))).await;
         assert!(
             (400..500).contains(&r.status),
             "{a}: {} {}",
@@ -391,7 +423,10 @@ async fn traversal_and_escape_attempts_are_refused() {
         assert!(!r.text().contains("top secret"), "{a} leaked the file");
     }
     let r = st
-        .get(&format!("{}?directory=evil-dir", files(s, "list-directory")))
+        .get(&format!(
+            "{}?directory=evil-dir",
+            files(s, "list-directory")
+        ))
         .await;
     r.assert_error(404, "The requested resources was not found on the system.");
 
@@ -414,7 +449,10 @@ async fn traversal_and_escape_attempts_are_refused() {
         )
         .await;
     assert_eq!(r.status, 204, "{}", r.text());
-    let m = std::fs::metadata(outside.join("secret.txt")).unwrap().permissions().mode();
+    let m = std::fs::metadata(outside.join("secret.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_ne!(m & 0o777, 0o777, "chmod followed a link out of the root");
     let r = st
         .post(
@@ -423,18 +461,30 @@ async fn traversal_and_escape_attempts_are_refused() {
         )
         .await;
     assert_eq!(r.status, 204, "{}", r.text());
-    assert!(outside.join("secret.txt").exists(), "delete followed a link");
+    assert!(
+        outside.join("secret.txt").exists(),
+        "delete followed a link"
+    );
     assert!(!dir.join("evil-dir").exists(), "the link itself is removed");
     let r = st
-        .post(&files(s, "copy"), json!({"location": "../../outside/secret.txt"}))
+        .post(
+            &files(s, "copy"),
+            json!({"location": "../../outside/secret.txt"}),
+        )
         .await;
     r.assert_error(404, "");
 
     // Writing to a hard-linked name replaces the link; the other name is untouched.
     let r = write(&st, s, "hard", b"replaced").await;
     assert_eq!(r.status, 204, "{}", r.text());
-    assert_eq!(std::fs::read_to_string(outside.join("secret.txt")).unwrap(), "top secret");
-    assert_eq!(std::fs::read_to_string(dir.join("hard")).unwrap(), "replaced");
+    assert_eq!(
+        std::fs::read_to_string(outside.join("secret.txt")).unwrap(),
+        "top secret"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("hard")).unwrap(),
+        "replaced"
+    );
 
     // A symlink raced in between requests is caught at resolution time.
     write(&st, s, "racy/file.txt", b"inside").await;
@@ -486,7 +536,10 @@ t.close()
     assert!(!outside.join("tarslip.txt").exists());
     assert!(!st.dir.path().join("up.txt").exists());
     assert_eq!(std::fs::read_to_string(dir.join("ok.txt")).unwrap(), "fine");
-    assert_eq!(std::fs::read_to_string(outside.join("secret.txt")).unwrap(), "top secret");
+    assert_eq!(
+        std::fs::read_to_string(outside.join("secret.txt")).unwrap(),
+        "top secret"
+    );
     let names: Vec<_> = std::fs::read_dir(&outside)
         .unwrap()
         .flatten()
@@ -538,7 +591,10 @@ async fn the_disk_limit_holds_without_partial_files() {
     );
     std::fs::copy(work.path().join("bomb.tar.gz"), dir.join("bomb.tar.gz")).unwrap();
     let r = st
-        .post(&files(s, "decompress"), json!({"root": "/", "file": "bomb.tar.gz"}))
+        .post(
+            &files(s, "decompress"),
+            json!({"root": "/", "file": "bomb.tar.gz"}),
+        )
         .await;
     r.assert_error(400, msg);
     assert!(!dir.join("b/zeros").exists());
@@ -546,7 +602,9 @@ async fn the_disk_limit_holds_without_partial_files() {
     // Copy of a file that does not fit.
     let r = write(&st, s, "half.bin", &vec![3u8; 500 * 1024]).await;
     assert_eq!(r.status, 204, "{}", r.text());
-    let r = st.post(&files(s, "copy"), json!({"location": "half.bin"})).await;
+    let r = st
+        .post(&files(s, "copy"), json!({"location": "half.bin"}))
+        .await;
     r.assert_error(400, msg);
     no_temp_files(&dir);
 }
@@ -577,20 +635,28 @@ async fn signed_urls_work_once() {
     r.assert_error(404, "The requested resource was not found on this server.");
 
     let dir_token = st.mint(json!({"server_uuid": s.uuid, "file_path": "/logs"}));
-    let r = st.send(st.http.get(&url).query(&[("token", &dir_token)])).await;
+    let r = st
+        .send(st.http.get(&url).query(&[("token", &dir_token)]))
+        .await;
     r.assert_error(404, "");
     let escape = st.mint(json!({"server_uuid": s.uuid, "file_path": "../../../etc/passwd"}));
-    let r = st.send(st.http.get(&url).query(&[("token", &escape)])).await;
+    let r = st
+        .send(st.http.get(&url).query(&[("token", &escape)]))
+        .await;
     r.assert_error(404, "");
     let forged = wings::jwt::sign(
         &json!({"server_uuid": s.uuid, "file_path": "/logs/latest.log", "exp": chrono::Utc::now().timestamp() + 60, "unique_id": "abc"}),
         "not-the-node-secret",
     )
     .unwrap();
-    let r = st.send(st.http.get(&url).query(&[("token", &forged)])).await;
+    let r = st
+        .send(st.http.get(&url).query(&[("token", &forged)]))
+        .await;
     assert_eq!(r.status, 403, "{}", r.text());
     let expired = st.mint(json!({"server_uuid": s.uuid, "file_path": "/logs/latest.log", "exp": chrono::Utc::now().timestamp() - 10}));
-    let r = st.send(st.http.get(&url).query(&[("token", &expired)])).await;
+    let r = st
+        .send(st.http.get(&url).query(&[("token", &expired)]))
+        .await;
     assert_eq!(r.status, 403, "{}", r.text());
 
     // Upload: multipart `files`, the upload limit, the denylist, single use.
@@ -608,11 +674,18 @@ async fn signed_urls_work_once() {
     let r = st.send(upload(t.clone(), "mod.txt", 1000)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.raw.is_empty());
-    assert_eq!(std::fs::read(dir.join("uploads/mod.txt")).unwrap().len(), 1000);
+    assert_eq!(
+        std::fs::read(dir.join("uploads/mod.txt")).unwrap().len(),
+        1000
+    );
     let r = st.send(upload(t, "again.txt", 10)).await;
     r.assert_error(404, "The requested resource was not found on this server.");
     let r = st
-        .send(upload(st.mint(json!({"server_uuid": s.uuid})), "huge.bin", 1024 * 1024 + 1))
+        .send(upload(
+            st.mint(json!({"server_uuid": s.uuid})),
+            "huge.bin",
+            1024 * 1024 + 1,
+        ))
         .await;
     r.assert_error(
         400,
@@ -620,26 +693,46 @@ async fn signed_urls_work_once() {
     );
     assert!(!dir.join("uploads/huge.bin").exists());
     let r = st
-        .send(upload(st.mint(json!({"server_uuid": s.uuid})), "server.jar", 10))
+        .send(upload(
+            st.mint(json!({"server_uuid": s.uuid})),
+            "server.jar",
+            10,
+        ))
         .await;
-    r.assert_error(403, "This file cannot be modified: present in egg denylist.");
+    r.assert_error(
+        403,
+        "This file cannot be modified: present in egg denylist.",
+    );
     let r = st
-        .send(upload(st.mint(json!({"server_uuid": s.uuid})), "../../escape.txt", 10))
+        .send(upload(
+            st.mint(json!({"server_uuid": s.uuid})),
+            "../../escape.txt",
+            10,
+        ))
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(dir.join("uploads/escape.txt").exists(), "the name is reduced to its base");
+    assert!(
+        dir.join("uploads/escape.txt").exists(),
+        "the name is reduced to its base"
+    );
 
     // The denylist blocks writes and renames, not reads.
     std::fs::write(dir.join("server.jar"), "jar").unwrap();
     let r = write(&st, s, "plugins/x.jar", b"x").await;
-    r.assert_error(403, "This file cannot be modified: present in egg denylist.");
+    r.assert_error(
+        403,
+        "This file cannot be modified: present in egg denylist.",
+    );
     let r = st
         .put(
             &files(s, "rename"),
             json!({"root": "/", "files": [{"from": "server.jar", "to": "renamed.txt"}]}),
         )
         .await;
-    r.assert_error(403, "This file cannot be modified: present in egg denylist.");
+    r.assert_error(
+        403,
+        "This file cannot be modified: present in egg denylist.",
+    );
     let r = st
         .get(&format!("{}?file=server.jar", files(s, "contents")))
         .await;
@@ -656,7 +749,8 @@ async fn signed_urls_work_once() {
     assert_eq!(r.raw, b"archive");
     let r = st.send(st.http.get(&burl).query(&[("token", &t)])).await;
     assert_eq!(r.status, 404);
-    let t = st.mint(json!({"server_uuid": s.uuid, "backup_uuid": uuid::Uuid::new_v4().to_string()}));
+    let t =
+        st.mint(json!({"server_uuid": s.uuid, "backup_uuid": uuid::Uuid::new_v4().to_string()}));
     let r = st.send(st.http.get(&burl).query(&[("token", &t)])).await;
     r.assert_error(404, "The requested backup was not found on this server.");
     let t = st.mint(json!({"server_uuid": s.uuid, "backup_uuid": "../../etc/passwd"}));
@@ -742,7 +836,10 @@ async fn pulls_refuse_internal_addresses_unless_allowed() {
         dir.join("from-header.jar.txt").exists()
     })
     .await;
-    assert!(ok, "the background pull named the file from Content-Disposition");
+    assert!(
+        ok,
+        "the background pull named the file from Content-Disposition"
+    );
     let r = st
         .post(
             &files(s, "pull"),

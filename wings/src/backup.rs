@@ -107,12 +107,22 @@ fn failed() -> BackupStatusRequest {
 }
 
 /// Runs a backup in the background and reports it.
-pub async fn run_backup(app: Arc<App>, server: Arc<Server>, adapter: String, uuid: String, ignore: String) {
+pub async fn run_backup(
+    app: Arc<App>,
+    server: Arc<Server>,
+    adapter: String,
+    uuid: String,
+    ignore: String,
+) {
     let cfg = app.config();
     let remote = app.shared.remote();
     let result: anyhow::Result<BackupStatusRequest> = async {
-        let jail = Jail::open(&server.data_path(), cfg.system.user.uid, cfg.system.user.gid)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let jail = Jail::open(
+            &server.data_path(),
+            cfg.system.user.uid,
+            cfg.system.user.gid,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         let (c, u) = (cfg.clone(), uuid.clone());
         let (sum, size) =
             tokio::task::spawn_blocking(move || archive_server(&jail, &c, &u, &ignore)).await??;
@@ -202,7 +212,11 @@ async fn upload_s3(
                 other => {
                     attempt += 1;
                     if attempt >= 5 {
-                        anyhow::bail!("part {} upload failed: {:?}", i + 1, other.map(|r| r.status()));
+                        anyhow::bail!(
+                            "part {} upload failed: {:?}",
+                            i + 1,
+                            other.map(|r| r.status())
+                        );
                     }
                     tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
                 }
@@ -235,7 +249,9 @@ pub async fn run_restore(app: Arc<App>, server: Arc<Server>, uuid: String, sourc
     }
     let local = matches!(source, RestoreSource::Local(_));
     let result: anyhow::Result<()> = async {
-        let fs = Filesystem::new(&server).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let fs = Filesystem::new(&server)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let srv = server.clone();
         match source {
             RestoreSource::Local(path) => {

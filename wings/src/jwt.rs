@@ -137,7 +137,10 @@ impl JwtState {
 }
 
 /// Signs claims with the node secret (tests and transfers mint tokens with it).
-pub fn sign(claims: &serde_json::Value, secret: &str) -> Result<String, jsonwebtoken::errors::Error> {
+pub fn sign(
+    claims: &serde_json::Value,
+    secret: &str,
+) -> Result<String, jsonwebtoken::errors::Error> {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(Algorithm::HS256),
         claims,

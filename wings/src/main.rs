@@ -118,7 +118,10 @@ async fn run(path: PathBuf, debug: bool) -> anyhow::Result<()> {
         None
     };
     let bind = format!("{}:{}", cfg.api.host, cfg.api.port);
-    let sftp_bind = format!("{}:{}", cfg.system.sftp.bind_address, cfg.system.sftp.bind_port);
+    let sftp_bind = format!(
+        "{}:{}",
+        cfg.system.sftp.bind_address, cfg.system.sftp.bind_port
+    );
     let app = wings::boot(cfg, wings::BootOptions::new(path)).await?;
     let sftp = tokio::net::TcpListener::bind(&sftp_bind)
         .await

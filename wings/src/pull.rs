@@ -24,7 +24,9 @@ pub enum PullError {
     BadUrl(String),
     #[error("The requested URL resolves to a local or private network address and cannot be downloaded.")]
     Forbidden,
-    #[error("The remote server responded with an unexpected status or without a Content-Length ({0}).")]
+    #[error(
+        "The remote server responded with an unexpected status or without a Content-Length ({0})."
+    )]
     BadResponse(String),
     #[error("The download was cancelled.")]
     Cancelled,
@@ -177,8 +179,10 @@ impl reqwest::dns::Resolve for Resolver {
                 .filter(|a| allowed(a.ip(), &allow))
                 .collect();
             if addrs.is_empty() {
-                return Err(Box::new(std::io::Error::other(PullError::Forbidden.to_string()))
-                    as Box<dyn std::error::Error + Send + Sync>);
+                return Err(
+                    Box::new(std::io::Error::other(PullError::Forbidden.to_string()))
+                        as Box<dyn std::error::Error + Send + Sync>,
+                );
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
@@ -197,7 +201,9 @@ pub struct PullRequest {
 pub fn check_url(raw: &str, allow: &[IpNet]) -> Result<url::Url, PullError> {
     let u = url::Url::parse(raw).map_err(|e| PullError::BadUrl(e.to_string()))?;
     if u.scheme() != "http" && u.scheme() != "https" {
-        return Err(PullError::BadUrl("only http and https are supported".into()));
+        return Err(PullError::BadUrl(
+            "only http and https are supported".into(),
+        ));
     }
     match u.host() {
         Some(url::Host::Ipv4(ip)) if !allowed(IpAddr::V4(ip), allow) => Err(PullError::Forbidden),

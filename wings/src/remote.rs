@@ -234,13 +234,22 @@ impl RemoteClient {
         body: &openapi::remote::BackupStatusRequest,
     ) -> Result<(), RemoteError> {
         let body = serde_json::to_value(body).map_err(|e| RemoteError::Decode(e.to_string()))?;
-        self.send(reqwest::Method::POST, &format!("/backups/{uuid}"), &[], Some(body))
-            .await
-            .map(|_| ())
+        self.send(
+            reqwest::Method::POST,
+            &format!("/backups/{uuid}"),
+            &[],
+            Some(body),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `POST /api/remote/backups/{uuid}/restore` — a restore finished.
-    pub async fn set_restore_status(&self, uuid: &str, successful: bool) -> Result<(), RemoteError> {
+    pub async fn set_restore_status(
+        &self,
+        uuid: &str,
+        successful: bool,
+    ) -> Result<(), RemoteError> {
         let body = serde_json::json!({ "successful": successful });
         self.send(
             reqwest::Method::POST,

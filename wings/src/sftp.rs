@@ -253,7 +253,11 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn shell_request(&mut self, id: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+    async fn shell_request(
+        &mut self,
+        id: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         session.channel_failure(id)?;
         Ok(())
     }
@@ -268,7 +272,11 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn channel_eof(&mut self, id: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+    async fn channel_eof(
+        &mut self,
+        id: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         session.close(id)?;
         Ok(())
     }
@@ -468,7 +476,10 @@ impl russh_sftp::server::Handler for SftpSession {
         if !jail::is_dir(&st) {
             return Err(status(StatusCode::NoSuchFile, "not a directory"));
         }
-        let handle = self.handle(OpenHandle::Dir { rel: r, sent: false });
+        let handle = self.handle(OpenHandle::Dir {
+            rel: r,
+            sent: false,
+        });
         Ok(Handle { id, handle })
     }
 
@@ -577,7 +588,13 @@ impl russh_sftp::server::Handler for SftpSession {
         Ok(Handle { id, handle })
     }
 
-    async fn read(&mut self, id: u32, handle: String, offset: u64, len: u32) -> Result<Data, Self::Error> {
+    async fn read(
+        &mut self,
+        id: u32,
+        handle: String,
+        offset: u64,
+        len: u32,
+    ) -> Result<Data, Self::Error> {
         let Some(OpenHandle::File { file, .. }) = self.handles.get(&handle) else {
             return Err(status(StatusCode::Failure, "invalid handle"));
         };
@@ -592,7 +609,13 @@ impl russh_sftp::server::Handler for SftpSession {
         Ok(Data { id, data: buf })
     }
 
-    async fn write(&mut self, id: u32, handle: String, offset: u64, data: Vec<u8>) -> Result<Status, Self::Error> {
+    async fn write(
+        &mut self,
+        id: u32,
+        handle: String,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<Status, Self::Error> {
         let server = self.fs.server.clone();
         let Some(OpenHandle::File {
             file,
@@ -660,7 +683,12 @@ impl russh_sftp::server::Handler for SftpSession {
         Ok(ok(id))
     }
 
-    async fn setstat(&mut self, id: u32, path: String, attrs: FileAttributes) -> Result<Status, Self::Error> {
+    async fn setstat(
+        &mut self,
+        id: u32,
+        path: String,
+        attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
         self.writable()?;
         self.can("file.update")?;
         let r = rel(&path)?;
@@ -668,7 +696,12 @@ impl russh_sftp::server::Handler for SftpSession {
         Ok(ok(id))
     }
 
-    async fn fsetstat(&mut self, id: u32, handle: String, attrs: FileAttributes) -> Result<Status, Self::Error> {
+    async fn fsetstat(
+        &mut self,
+        id: u32,
+        handle: String,
+        attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
         self.writable()?;
         self.can("file.update")?;
         let r = match self.handles.get(&handle) {
@@ -680,7 +713,11 @@ impl russh_sftp::server::Handler for SftpSession {
                 // The handle may be an upload still in its temporary file.
                 if let Some(mode) = attrs.permissions {
                     use std::os::unix::fs::PermissionsExt;
-                    let mode = if mode & 0o7777 == 0 { 0o644 } else { mode & 0o7777 };
+                    let mode = if mode & 0o7777 == 0 {
+                        0o644
+                    } else {
+                        mode & 0o7777
+                    };
                     file.set_permissions(std::fs::Permissions::from_mode(mode))
                         .map_err(|e| fs_status(e.into()))?;
                 }
@@ -707,7 +744,10 @@ impl russh_sftp::server::Handler for SftpSession {
             .unwrap_or(0);
         self.fs.jail.remove_one(&r, false).map_err(fs_status)?;
         self.fs.server.add_disk_usage(-size);
-        self.record("server:sftp.delete", serde_json::json!({"files": [format!("/{r}")]}));
+        self.record(
+            "server:sftp.delete",
+            serde_json::json!({"files": [format!("/{r}")]}),
+        );
         Ok(ok(id))
     }
 
@@ -717,11 +757,19 @@ impl russh_sftp::server::Handler for SftpSession {
         let r = rel(&path)?;
         self.fs.jail.remove_all(&r).map_err(fs_status)?;
         self.fs.server.invalidate_disk_usage();
-        self.record("server:sftp.delete", serde_json::json!({"files": [format!("/{r}")]}));
+        self.record(
+            "server:sftp.delete",
+            serde_json::json!({"files": [format!("/{r}")]}),
+        );
         Ok(ok(id))
     }
 
-    async fn mkdir(&mut self, id: u32, path: String, _attrs: FileAttributes) -> Result<Status, Self::Error> {
+    async fn mkdir(
+        &mut self,
+        id: u32,
+        path: String,
+        _attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
         self.writable()?;
         self.can("file.create")?;
         let r = rel(&path)?;
@@ -733,7 +781,12 @@ impl russh_sftp::server::Handler for SftpSession {
         Ok(ok(id))
     }
 
-    async fn rename(&mut self, id: u32, oldpath: String, newpath: String) -> Result<Status, Self::Error> {
+    async fn rename(
+        &mut self,
+        id: u32,
+        oldpath: String,
+        newpath: String,
+    ) -> Result<Status, Self::Error> {
         self.writable()?;
         self.can("file.update")?;
         let (from, to) = (rel(&oldpath)?, rel(&newpath)?);
@@ -745,7 +798,12 @@ impl russh_sftp::server::Handler for SftpSession {
         Ok(ok(id))
     }
 
-    async fn symlink(&mut self, id: u32, linkpath: String, targetpath: String) -> Result<Status, Self::Error> {
+    async fn symlink(
+        &mut self,
+        id: u32,
+        linkpath: String,
+        targetpath: String,
+    ) -> Result<Status, Self::Error> {
         self.writable()?;
         self.can("file.create")?;
         // OpenSSH's client sends the two paths in the reverse order of the draft.
@@ -773,7 +831,11 @@ impl SftpSession {
             self.fs.jail.chmod(r, mode).map_err(fs_status)?;
         }
         if let Some(size) = a.size {
-            let (f, _) = self.fs.jail.open_write(r, false, false).map_err(fs_status)?;
+            let (f, _) = self
+                .fs
+                .jail
+                .open_write(r, false, false)
+                .map_err(fs_status)?;
             let old = f.metadata().map(|m| m.len()).unwrap_or(0);
             let grow = size as i64 - old as i64;
             if grow > 0 && !self.fs.has_space_for(grow) {

@@ -268,7 +268,13 @@ fn entry_target(into: &str, raw: &str) -> Option<String> {
     (!t.is_empty()).then_some(t)
 }
 
-fn write_entry(fs: &Filesystem, target: &str, r: &mut dyn Read, mode: u32, mtime: i64) -> FsResult<()> {
+fn write_entry(
+    fs: &Filesystem,
+    target: &str,
+    r: &mut dyn Read,
+    mode: u32,
+    mtime: i64,
+) -> FsResult<()> {
     if let Ok(st) = fs.jail.lstat(target) {
         if jail::is_dir(&st) {
             return Err(FsError::IsDirectory);

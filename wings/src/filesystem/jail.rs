@@ -247,7 +247,11 @@ impl Jail {
         self.mkdir_all(dir)?;
         let dirfd = self.open_at(dir, OFlag::O_PATH | OFlag::O_DIRECTORY, 0)?;
         for _ in 0..16 {
-            let tmp = format!(".{}.ferro-{:016x}.tmp", truncate_name(name), rand::random::<u64>());
+            let tmp = format!(
+                ".{}.ferro-{:016x}.tmp",
+                truncate_name(name),
+                rand::random::<u64>()
+            );
             let how = OpenHow::new()
                 .flags(OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC)
                 .mode(Mode::from_bits_truncate(0o644))
@@ -434,7 +438,11 @@ pub fn open_in(dir: RawFd, name: &str) -> FsResult<File> {
     let fd = nix::fcntl::openat(
         Some(dir),
         name,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY
+            | OFlag::O_CLOEXEC,
         Mode::empty(),
     )?;
     Ok(File::from(owned(fd)))
@@ -643,12 +651,18 @@ mod tests {
         std::fs::hard_link(t.path().join("secret"), root.join("hl")).unwrap();
         let j = Jail::open(&root, 0, 0).unwrap();
         assert!(matches!(j.open_read("hl"), Err(FsError::HardLinked)));
-        assert!(matches!(j.open_write("hl", true, true), Err(FsError::HardLinked)));
+        assert!(matches!(
+            j.open_write("hl", true, true),
+            Err(FsError::HardLinked)
+        ));
         let mut tmp = j.temp_beside("hl").unwrap();
         use std::io::Write;
         tmp.file().write_all(b"new").unwrap();
         tmp.commit().unwrap();
-        assert_eq!(std::fs::read_to_string(t.path().join("secret")).unwrap(), "x");
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("secret")).unwrap(),
+            "x"
+        );
         assert_eq!(std::fs::read_to_string(root.join("hl")).unwrap(), "new");
     }
 }

@@ -54,7 +54,11 @@ pub fn sniff(head: &[u8], name: &str) -> &'static str {
     if t.starts_with("<?xml") {
         return "text/xml; charset=utf-8";
     }
-    if t.starts_with("#!") && (t.starts_with("#!/bin/sh") || t.starts_with("#!/bin/bash") || t.starts_with("#!/usr/bin/env")) {
+    if t.starts_with("#!")
+        && (t.starts_with("#!/bin/sh")
+            || t.starts_with("#!/bin/bash")
+            || t.starts_with("#!/usr/bin/env"))
+    {
         return "text/x-shellscript";
     }
     "text/plain; charset=utf-8"
@@ -66,7 +70,10 @@ mod tests {
 
     #[test]
     fn common_types() {
-        assert_eq!(sniff(b"motd=hi\n", "server.properties"), "text/plain; charset=utf-8");
+        assert_eq!(
+            sniff(b"motd=hi\n", "server.properties"),
+            "text/plain; charset=utf-8"
+        );
         assert_eq!(sniff(b"\x1f\x8b\x08", "a.tar.gz"), "application/gzip");
         assert_eq!(sniff(b"PK\x03\x04", "server.jar"), "application/jar");
         assert_eq!(sniff(b"{\"a\":1}", "x.json"), "application/json");

@@ -86,7 +86,11 @@ impl Filesystem {
     pub fn is_denylisted(&self, rel: &str) -> bool {
         match &self.denylist {
             Some(m) => {
-                let is_dir = self.jail.lstat(rel).map(|s| jail::is_dir(&s)).unwrap_or(false);
+                let is_dir = self
+                    .jail
+                    .lstat(rel)
+                    .map(|s| jail::is_dir(&s))
+                    .unwrap_or(false);
                 matches(m, rel, is_dir)
             }
             None => false,
@@ -208,7 +212,13 @@ impl Filesystem {
         let (dir, name) = jail::split(rel);
         let target = (0..=51)
             .map(|i| copy_name(name, i))
-            .map(|n| if dir.is_empty() { n } else { format!("{dir}/{n}") })
+            .map(|n| {
+                if dir.is_empty() {
+                    n
+                } else {
+                    format!("{dir}/{n}")
+                }
+            })
             .find(|p| !self.jail.exists(p))
             .ok_or(FsError::Exists)?;
         let mut tmp = self.jail.temp_beside(&target)?;

@@ -153,10 +153,9 @@ pub async fn delete(
     let path = backup::local_path(&app.config(), &uuid);
     match tokio::fs::remove_file(&path).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            MSG_BACKUP_NOT_FOUND,
-        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, MSG_BACKUP_NOT_FOUND))
+        }
         Err(e) => Err(ApiError::internal(e)),
     }
 }

@@ -270,9 +270,7 @@ pub async fn write(
         return Err(fs_error(FsError::NotEnoughSpace));
     }
     let body = limited(req.into_body(), len);
-    fs.write_stream(&rel, body, 0o644)
-        .await
-        .map_err(fs_error)?;
+    fs.write_stream(&rel, body, 0o644).await.map_err(fs_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -380,7 +378,9 @@ pub async fn compress(
     JsonBody(req): JsonBody<FilesRequest>,
 ) -> Result<Json<FileObject>, ApiError> {
     if req.files.is_empty() {
-        return Err(unprocessable("No files were passed through to be compressed."));
+        return Err(unprocessable(
+            "No files were passed through to be compressed.",
+        ));
     }
     let fs = open(&app, &id).await?;
     if !fs.has_space_for(1) {

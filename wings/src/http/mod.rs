@@ -262,7 +262,10 @@ pub fn router(app: Arc<App>) -> Router {
             post(files::create_directory),
         )
         .route("/api/servers/{server}/files/delete", post(files::delete))
-        .route("/api/servers/{server}/files/compress", post(files::compress))
+        .route(
+            "/api/servers/{server}/files/compress",
+            post(files::compress),
+        )
         .route(
             "/api/servers/{server}/files/decompress",
             post(files::decompress),

@@ -119,9 +119,8 @@ pub async fn upload_file(
         let target = jail::join(&dir, &name).map_err(fs_error)?;
         fs.check_denylist(&target).map_err(fs_error)?;
         use futures::StreamExt;
-        let too_large = format!(
-            "File {name} is larger than the maximum file upload size of {limit_mb} MB."
-        );
+        let too_large =
+            format!("File {name} is larger than the maximum file upload size of {limit_mb} MB.");
         let mut seen = 0u64;
         let stream = field.map(move |r| {
             let b = r.map_err(std::io::Error::other)?;
