@@ -40,11 +40,16 @@ fn clean(list: &[Value]) -> Vec<String> {
     out
 }
 
-fn escalation_check(ctx: &Ctx, perms: &[String]) -> ApiResult<()> {
+/// Upstream checks the submitted strings as sent (before filtering): a subuser may
+/// only pass on permissions it holds itself.
+fn escalation_check(ctx: &Ctx, submitted: &[Value]) -> ApiResult<()> {
     if ctx.auth.root_admin || ctx.is_owner {
         return Ok(());
     }
-    if perms.iter().any(|p| !ctx.can(p)) {
+    if submitted
+        .iter()
+        .any(|p| p.as_str().is_none_or(|p| !ctx.can(p)))
+    {
         return Err(ApiError::http(
             StatusCode::FORBIDDEN,
             "HttpForbiddenException",
@@ -163,13 +168,13 @@ pub async fn store(
     );
     v.check("permissions", &[Rule::Required, Rule::Array]);
     v.finish()?;
-    let perms = clean(
-        body.get("permissions")
-            .and_then(|p| p.as_array())
-            .map(Vec::as_slice)
-            .unwrap_or(&[]),
-    );
-    escalation_check(&ctx, &perms)?;
+    let submitted = body
+        .get("permissions")
+        .and_then(|p| p.as_array())
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    escalation_check(&ctx, submitted)?;
+    let perms = clean(submitted);
     let email = body
         .get("email")
         .and_then(|e| e.as_str())
@@ -265,13 +270,13 @@ pub async fn update(
     let mut v = Validator::new(&body.0);
     v.check("permissions", &[Rule::Required, Rule::Array]);
     v.finish()?;
-    let perms = clean(
-        body.get("permissions")
-            .and_then(|p| p.as_array())
-            .map(Vec::as_slice)
-            .unwrap_or(&[]),
-    );
-    escalation_check(&ctx, &perms)?;
+    let submitted = body
+        .get("permissions")
+        .and_then(|p| p.as_array())
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    escalation_check(&ctx, submitted)?;
+    let perms = clean(submitted);
     let mut old = sub.permissions.clone();
     let mut new = perms.clone();
     old.sort();
