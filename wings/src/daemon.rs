@@ -125,6 +125,7 @@ pub async fn boot(mut cfg: Config, opts: BootOptions) -> anyhow::Result<Arc<App>
             PathBuf::from(&cfg.system.root_directory).join("activity.jsonl"),
         ),
         downloads: crate::pull::Downloads::default(),
+        transfers: Default::default(),
     });
 
     let states = read_states(&app.states_path());

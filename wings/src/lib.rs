@@ -20,6 +20,7 @@ pub mod remote;
 pub mod server;
 pub mod sftp;
 pub mod system;
+pub mod transfer;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -79,6 +80,8 @@ pub struct App {
     pub activity: activity::ActivityLog,
     /// Remote file downloads in flight.
     pub downloads: pull::Downloads,
+    /// Outgoing transfers in flight, by server.
+    pub transfers: std::sync::Mutex<std::collections::HashMap<String, tokio_util::sync::CancellationToken>>,
 }
 
 impl App {

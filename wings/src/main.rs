@@ -123,16 +123,19 @@ async fn run(path: PathBuf, debug: bool) -> anyhow::Result<()> {
         cfg.system.sftp.bind_address, cfg.system.sftp.bind_port
     );
     let app = wings::boot(cfg, wings::BootOptions::new(path)).await?;
-    let sftp = tokio::net::TcpListener::bind(&sftp_bind)
-        .await
-        .with_context(|| format!("could not listen for SFTP on {sftp_bind}"))?;
-    tracing::info!(bind = %sftp_bind, "sftp server listening for connections");
-    let sftp_app = app.clone();
-    tokio::spawn(async move {
-        if let Err(e) = wings::sftp::serve(sftp_app, sftp).await {
-            tracing::error!(error = %e, "the SFTP server stopped");
+    // A failing SFTP listener is logged; the HTTP API keeps serving the Panel.
+    match tokio::net::TcpListener::bind(&sftp_bind).await {
+        Ok(sftp) => {
+            tracing::info!(bind = %sftp_bind, "sftp server listening for connections");
+            let sftp_app = app.clone();
+            tokio::spawn(async move {
+                if let Err(e) = wings::sftp::serve(sftp_app, sftp).await {
+                    tracing::error!(error = %e, "the SFTP server stopped");
+                }
+            });
         }
-    });
+        Err(e) => tracing::error!(bind = %sftp_bind, error = %e, "could not listen for SFTP"),
+    }
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .with_context(|| format!("could not listen on {bind}"))?;

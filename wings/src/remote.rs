@@ -276,4 +276,17 @@ impl RemoteClient {
             .map_err(|e| RemoteError::Transport(e.to_string()))?;
         serde_json::from_slice(&bytes).map_err(|e| RemoteError::Decode(e.to_string()))
     }
+
+    /// `POST /api/remote/servers/{uuid}/transfer/{success|failure}` (body `null`).
+    pub async fn set_transfer_status(&self, uuid: &str, successful: bool) -> Result<(), RemoteError> {
+        let what = if successful { "success" } else { "failure" };
+        self.send(
+            reqwest::Method::POST,
+            &format!("/servers/{uuid}/transfer/{what}"),
+            &[],
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
 }

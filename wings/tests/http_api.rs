@@ -327,20 +327,21 @@ async fn bad_input_answers_with_the_envelope_never_a_panic() {
         "Cannot send commands to a stopped server instance."
     );
 
-    // Routes of later issues answer 501 in the envelope (after auth).
-    for (m, p) in [
+    // File, backup and transfer routes refuse bad input in the envelope (after auth).
+    for (m, p, status) in [
         (
             Method::GET,
-            format!("/api/servers/{uuid}/files/list-directory?directory=/"),
+            format!("/api/servers/{uuid}/files/contents?file=../../etc/passwd"),
+            404,
         ),
-        (Method::POST, format!("/api/servers/{uuid}/backup")),
-        (Method::POST, format!("/api/servers/{uuid}/transfer")),
+        (Method::POST, format!("/api/servers/{uuid}/backup"), 400),
+        (Method::POST, format!("/api/servers/{uuid}/transfer"), 400),
     ] {
         let (s, v) = body(node.authed(m, &p).send().await.unwrap()).await;
-        assert_eq!(s, 501, "{p}");
+        assert_eq!(s, status, "{p}");
         assert!(v["error"].is_string());
     }
-    let (s, _) = body(
+    let (s, v) = body(
         node.http
             .get(node.url("/download/file?token=x"))
             .send()
@@ -348,7 +349,8 @@ async fn bad_input_answers_with_the_envelope_never_a_panic() {
             .unwrap(),
     )
     .await;
-    assert_eq!(s, 501);
+    assert_eq!(s, 403);
+    assert!(v["error"].is_string());
 
     // Logs size clamping never fails on odd input.
     for q in ["size=-1", "size=abc", "size=100000", "size=0"] {

@@ -285,3 +285,60 @@ fn md5_hex(b: &[u8]) -> String {
     }
     format!("{h:016x}:{}", b.len())
 }
+
+/// A second wings node on the same panel (for transfers).
+pub struct Node {
+    pub id: i64,
+    pub app: Arc<wings::App>,
+    pub url: String,
+    pub token: String,
+    pub data: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn second_node(st: &Stack) -> Node {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (_, node) = st.p.node(&st.admin, port).await.unwrap();
+    let conf = st
+        .p
+        .get(
+            &format!("/api/application/nodes/{node}/configuration"),
+            &st.admin.key,
+        )
+        .await
+        .unwrap()
+        .json;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = wings::config::Config {
+        uuid: conf["uuid"].as_str().unwrap().into(),
+        token_id: conf["token_id"].as_str().unwrap().into(),
+        token: conf["token"].as_str().unwrap().into(),
+        remote: conf["remote"].as_str().unwrap().into(),
+        ..Default::default()
+    };
+    cfg.api.host = "127.0.0.1".into();
+    cfg.api.port = port;
+    let root = dir.path().join("root");
+    cfg.system.root_directory = root.to_string_lossy().into();
+    cfg.system.data = root.join("volumes").to_string_lossy().into();
+    cfg.system.archive_directory = root.join("archives").to_string_lossy().into();
+    cfg.system.backup_directory = root.join("backups").to_string_lossy().into();
+    cfg.system.log_directory = dir.path().join("log").to_string_lossy().into();
+    cfg.system.tmp_directory = dir.path().join("tmp").to_string_lossy().into();
+    cfg.system.username = "nobody".into();
+    let token = cfg.token.clone();
+    let app = wings::boot(cfg, wings::BootOptions::new(dir.path().join("config.yml")))
+        .await
+        .expect("second wings boots");
+    tokio::spawn(wings::serve(app.clone(), listener));
+    let data = PathBuf::from(&app.config().system.data);
+    Node {
+        id: node,
+        app,
+        url: format!("http://127.0.0.1:{port}"),
+        token,
+        data,
+        dir,
+    }
+}

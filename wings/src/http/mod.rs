@@ -6,6 +6,7 @@ pub mod files;
 pub mod servers;
 pub mod signed;
 pub mod system;
+pub mod transfers;
 pub mod ws;
 
 use crate::App;
@@ -247,7 +248,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/servers/{server}/ws/deny", post(s::deny))
         .route(
             "/api/servers/{server}/transfer",
-            post(not_implemented).delete(not_implemented),
+            post(transfers::start).delete(transfers::cancel),
         )
         .route("/api/servers/{server}/files/contents", get(files::contents))
         .route(
@@ -296,7 +297,10 @@ pub fn router(app: Arc<App>) -> Router {
             "/upload/file",
             post(signed::upload_file).layer(axum::extract::DefaultBodyLimit::disable()),
         )
-        .route("/api/transfers", post(not_implemented))
+        .route(
+            "/api/transfers",
+            post(transfers::receive).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/api/servers/{server}/ws", get(ws::handler));
     public
         .merge(protected)

@@ -880,6 +880,11 @@ impl Server {
         self.disk.lock().expect("disk lock").checked = None;
     }
 
+    /// Marks the server transferring (power actions are refused meanwhile).
+    pub fn set_transferring(&self, v: bool) -> bool {
+        self.transferring.swap(v, Ordering::SeqCst)
+    }
+
     /// Marks the server restoring a backup (power actions are refused meanwhile).
     pub fn set_restoring(&self, v: bool) -> bool {
         self.restoring.swap(v, Ordering::SeqCst)
