@@ -81,7 +81,8 @@ pub struct App {
     /// Remote file downloads in flight.
     pub downloads: pull::Downloads,
     /// Outgoing transfers in flight, by server.
-    pub transfers: std::sync::Mutex<std::collections::HashMap<String, tokio_util::sync::CancellationToken>>,
+    pub transfers:
+        std::sync::Mutex<std::collections::HashMap<String, tokio_util::sync::CancellationToken>>,
 }
 
 impl App {

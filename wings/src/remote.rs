@@ -278,7 +278,11 @@ impl RemoteClient {
     }
 
     /// `POST /api/remote/servers/{uuid}/transfer/{success|failure}` (body `null`).
-    pub async fn set_transfer_status(&self, uuid: &str, successful: bool) -> Result<(), RemoteError> {
+    pub async fn set_transfer_status(
+        &self,
+        uuid: &str,
+        successful: bool,
+    ) -> Result<(), RemoteError> {
         let what = if successful { "success" } else { "failure" };
         self.send(
             reqwest::Method::POST,

@@ -58,8 +58,12 @@ pub async fn push(
         let _ = server.wait_for_stop(Duration::from_secs(15), false).await;
     }
     let cfg = app.config();
-    let jail = Jail::open(&server.data_path(), cfg.system.user.uid, cfg.system.user.gid)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let jail = Jail::open(
+        &server.data_path(),
+        cfg.system.user.uid,
+        cfg.system.user.gid,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let boundary = format!("ferrodactyl{}", uuid::Uuid::new_v4().simple());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
     let b2 = boundary.clone();

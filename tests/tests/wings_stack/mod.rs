@@ -300,9 +300,8 @@ pub async fn second_node(st: &Stack) -> Node {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (_, node) = st.p.node(&st.admin, port).await.unwrap();
-    let conf = st
-        .p
-        .get(
+    let conf =
+        st.p.get(
             &format!("/api/application/nodes/{node}/configuration"),
             &st.admin.key,
         )

@@ -45,13 +45,22 @@ pub async fn start(
     server.publish(Event::TransferStatus("processing".into()));
     let app2 = app.clone();
     tokio::spawn(async move {
-        let res = crate::transfer::push(app2.clone(), server.clone(), req.url, req.token, cancel).await;
-        app2.transfers.lock().expect("transfers lock").remove(&server.uuid);
+        let res =
+            crate::transfer::push(app2.clone(), server.clone(), req.url, req.token, cancel).await;
+        app2.transfers
+            .lock()
+            .expect("transfers lock")
+            .remove(&server.uuid);
         if let Err(e) = res {
             tracing::error!(server = %server.uuid, error = %e, "outgoing transfer failed");
             server.set_transferring(false);
             server.publish(Event::TransferStatus("failure".into()));
-            if let Err(e) = app2.shared.remote().set_transfer_status(&server.uuid, false).await {
+            if let Err(e) = app2
+                .shared
+                .remote()
+                .set_transfer_status(&server.uuid, false)
+                .await
+            {
                 tracing::error!(server = %server.uuid, error = %e, "could not report the transfer failure");
             }
         }
@@ -65,7 +74,12 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let server = super::servers::find(&app, &id)?;
-    let token = app.transfers.lock().expect("transfers lock").get(&id).cloned();
+    let token = app
+        .transfers
+        .lock()
+        .expect("transfers lock")
+        .get(&id)
+        .cloned();
     match token {
         Some(t) if server.is_transferring() => {
             server.publish(Event::TransferStatus("cancelling".into()));
@@ -161,10 +175,14 @@ async fn receive_into(server: &Arc<Server>, multipart: &mut Multipart) -> anyhow
                 let Some(fs) = fs.take() else {
                     anyhow::bail!("more than one archive part");
                 };
-                let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(16);
+                let (tx, mut rx) =
+                    tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(16);
                 let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-                let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
-                let task = tokio::task::spawn_blocking(move || crate::transfer::receive_archive(&fs, reader));
+                let reader =
+                    tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+                let task = tokio::task::spawn_blocking(move || {
+                    crate::transfer::receive_archive(&fs, reader)
+                });
                 while let Some(chunk) = field.chunk().await? {
                     if tx.send(Ok(chunk)).await.is_err() {
                         break;
