@@ -125,10 +125,12 @@ impl JwtState {
     /// `iat` missing, before boot, or before a deny entry for its `jti`.
     pub fn is_denylisted(&self, c: &TokenClaims) -> bool {
         let Some(iat) = c.iat else { return true };
-        let iat = iat as i128 * 1_000_000_000;
-        if iat < self.boot_nanos {
+        // `iat` has whole seconds; upstream compares it with the nanosecond boot time,
+        // which refuses a token minted in the second wings booted. Compare seconds.
+        if (iat as i64) < self.boot_secs() {
             return true;
         }
+        let iat = iat as i128 * 1_000_000_000;
         let Some(jti) = c.jti.as_deref() else {
             return false;
         };
