@@ -133,7 +133,22 @@ async fn owner_uploads_downloads_renames_lists_and_deletes() {
     let s = &srv[0];
     let dir = st.server_dir(s);
     std::fs::write(dir.join("server.properties"), "motd=hi\n").unwrap();
+    std::fs::create_dir_all(dir.join("many")).unwrap();
+    for i in 0..2500 {
+        std::fs::write(dir.join(format!("many/f{i:05}.txt")), "x").unwrap();
+    }
     let l = local();
+    let out = run(
+        &st,
+        &user("admin", s),
+        Login::Password("password123"),
+        "ls -1 many\n",
+        l.path(),
+    )
+    .await;
+    assert!(out.ok, "{}", out.stderr);
+    let listed = out.stdout.lines().filter(|l| l.contains(".txt")).count();
+    assert_eq!(listed, 2500, "a large directory is listed in full");
     let out = run(
         &st,
         &user("admin", s),

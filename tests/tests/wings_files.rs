@@ -103,6 +103,28 @@ async fn file_routes_answer_with_upstreams_shapes() {
         .await;
     r.assert_error(400, "Missing Content-Length");
 
+    // A body that ends before its Content-Length leaves nothing behind.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        write(&st, s, "kept.txt", b"old").await;
+        let addr = st.url.trim_start_matches("http://").to_string();
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /api/servers/{}/files/write?file=kept.txt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 1000\r\n\r\nonly-part",
+            s.uuid, st.token
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        c.shutdown().await.unwrap();
+        let mut resp = Vec::new();
+        let _ = c.read_to_end(&mut resp).await;
+        let text = String::from_utf8_lossy(&resp);
+        assert!(!text.starts_with("HTTP/1.1 204"), "{text}");
+        assert!(!text.starts_with("HTTP/1.1 500"), "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(std::fs::read(dir.join("kept.txt")).unwrap(), b"old");
+        no_temp_files(&dir);
+    }
+
     // Writing over a directory is refused with upstream's text.
     let r = write(&st, s, "config", b"x").await;
     r.assert_error(
@@ -136,7 +158,7 @@ async fn file_routes_answer_with_upstreams_shapes() {
     assert_eq!(r.status, 200, "{}", r.text());
     let list = r.json.as_array().unwrap();
     let names: Vec<&str> = list.iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert_eq!(names, vec!["config", "plugins", "eula.txt"]);
+    assert_eq!(names, vec!["config", "plugins", "eula.txt", "kept.txt"]);
     let keys: Vec<&String> = list[2].as_object().unwrap().keys().collect();
     assert_eq!(
         keys,

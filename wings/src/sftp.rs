@@ -300,7 +300,9 @@ enum OpenHandle {
     },
     Dir {
         rel: String,
-        sent: bool,
+        /// Entries not yet sent; read on the first READDIR, sent in batches so a
+        /// large directory never exceeds the client's packet limit.
+        pending: Option<Vec<SftpFile>>,
     },
 }
 
@@ -478,29 +480,36 @@ impl russh_sftp::server::Handler for SftpSession {
         }
         let handle = self.handle(OpenHandle::Dir {
             rel: r,
-            sent: false,
+            pending: None,
         });
         Ok(Handle { id, handle })
     }
 
     async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, Self::Error> {
-        let r = match self.handles.get_mut(&handle) {
-            Some(OpenHandle::Dir { rel, sent }) if !*sent => {
-                *sent = true;
-                rel.clone()
-            }
-            Some(OpenHandle::Dir { .. }) => return Err(StatusCode::Eof.into()),
-            _ => return Err(status(StatusCode::Failure, "invalid handle")),
+        const BATCH: usize = 100;
+        let jail = &self.fs.jail;
+        let Some(OpenHandle::Dir { rel, pending }) = self.handles.get_mut(&handle) else {
+            return Err(status(StatusCode::Failure, "invalid handle"));
         };
-        let entries = self.fs.jail.read_dir(&r).map_err(fs_status)?;
-        let mut files: Vec<SftpFile> = entries
-            .iter()
-            .map(|e| SftpFile::new(e.name.clone(), attrs(&e.stat)))
-            .collect();
-        if files.is_empty() {
+        if pending.is_none() {
+            let entries = jail.read_dir(rel).map_err(fs_status)?;
+            let mut files: Vec<SftpFile> = entries
+                .iter()
+                .map(|e| SftpFile::new(e.name.clone(), attrs(&e.stat)))
+                .collect();
+            files.sort_by(|a, b| b.filename.cmp(&a.filename));
+            *pending = Some(files);
+        }
+        let left = pending.as_mut().expect("filled above");
+        if left.is_empty() {
             return Err(StatusCode::Eof.into());
         }
-        files.sort_by(|a, b| a.filename.cmp(&b.filename));
+        let take = left.len().min(BATCH);
+        let files = left
+            .split_off(left.len() - take)
+            .into_iter()
+            .rev()
+            .collect();
         Ok(Name { id, files })
     }
 

@@ -21,6 +21,7 @@ pub const MSG_NO_SPACE: &str = "There is not enough disk space available to perf
 pub const MSG_NAME_TOO_LONG: &str = "Cannot perform that action: file name is too long.";
 pub const MSG_BAD_TYPE: &str = "Cannot open files of this type.";
 pub const MSG_BAD_ARCHIVE: &str = "The archive provided is in a format Wings does not understand.";
+pub const MSG_INCOMPLETE: &str = "The request body ended before its Content-Length.";
 pub const MSG_BUSY: &str = "One or more files this archive is attempting to overwrite are currently in use by another process. Please try again.";
 
 /// Maps a filesystem error onto upstream's statuses and texts.
@@ -270,32 +271,52 @@ pub async fn write(
         return Err(fs_error(FsError::NotEnoughSpace));
     }
     let body = limited(req.into_body(), len);
-    fs.write_stream(&rel, body, 0o644).await.map_err(fs_error)?;
-    Ok(StatusCode::NO_CONTENT)
+    match fs.write_stream(&rel, body, 0o644).await {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(FsError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, MSG_INCOMPLETE))
+        }
+        Err(e) => Err(fs_error(e)),
+    }
 }
 
-/// A request body as a byte stream, cut at `limit` bytes.
+/// A request body as a byte stream, cut at `limit` bytes; a body that ends
+/// before `limit` fails (so the temporary file is discarded, never committed).
 pub(crate) fn limited(
     body: Body,
     limit: u64,
 ) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin {
     use futures::StreamExt;
-    let mut left = limit;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let seen = std::sync::Arc::new(AtomicU64::new(0));
+    let (s1, s2) = (seen.clone(), seen);
+    let eof = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, MSG_INCOMPLETE);
     body.into_data_stream()
-        .map(|r| r.map_err(std::io::Error::other))
+        .map(move |r| r.map_err(|_| eof()))
         .take_while(move |r| {
-            let go = left > 0 || r.is_err();
+            let go = s1.load(Ordering::Relaxed) < limit || r.is_err();
             futures::future::ready(go)
         })
-        .map(move |r| {
-            r.map(|mut b| {
-                if b.len() as u64 > left {
-                    b.truncate(left as usize);
-                }
-                left -= b.len() as u64;
-                b
-            })
+        .map({
+            let s = s2.clone();
+            move |r| {
+                r.map(|mut b| {
+                    let left = limit - s.load(Ordering::Relaxed);
+                    if b.len() as u64 > left {
+                        b.truncate(left as usize);
+                    }
+                    s.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    b
+                })
+            }
         })
+        .chain(futures::stream::once(async move {
+            if s2.load(Ordering::Relaxed) < limit {
+                Err(eof())
+            } else {
+                Ok(bytes::Bytes::new())
+            }
+        }))
         .boxed()
 }
 
