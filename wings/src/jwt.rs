@@ -127,7 +127,7 @@ impl JwtState {
         let Some(iat) = c.iat else { return true };
         // `iat` has whole seconds; upstream compares it with the nanosecond boot time,
         // which refuses a token minted in the second wings booted. Compare seconds.
-        if (iat as i64) < self.boot_secs() {
+        if iat < self.boot_secs() {
             return true;
         }
         let iat = iat as i128 * 1_000_000_000;
