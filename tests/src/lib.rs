@@ -242,9 +242,12 @@ impl Panel {
             .await
     }
 
-    /// A location, a node whose daemon is at `daemon` (host:port), and allocations
-    /// 127.0.0.1:30000-30009 on it. Returns (location id, node id).
+    /// A location, a node whose daemon is at `daemon` (host:port), and ten
+    /// allocations on 127.0.0.1 at a randomly chosen free port range (so servers of
+    /// tests running side by side never fight over a host port). Returns
+    /// (location id, node id).
     pub async fn node(&self, admin: &Account, daemon_port: u16) -> Result<(i64, i64)> {
+        let base = free_port_range(10);
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM locations")
             .fetch_one(&self.db)
             .await?;
@@ -277,7 +280,7 @@ impl Panel {
                 reqwest::Method::POST,
                 &format!("/api/application/nodes/{node_id}/allocations"),
                 &admin.key,
-                &json!({"ip": "127.0.0.1", "ports": ["30000-30009"]}),
+                &json!({"ip": "127.0.0.1", "ports": [format!("{base}-{}", base + 9)]}),
             )
             .await?;
         anyhow::ensure!(a.status == 204, "allocations: {:?}", a.json);
@@ -371,6 +374,19 @@ impl Resp {
             assert!(e["detail"].is_string());
         }
         assert_eq!(self.error_code(), code, "code of {}", self.text());
+    }
+}
+
+/// The first of `n` consecutive loopback ports that are free now, picked at random
+/// between 20000 and 59990.
+pub fn free_port_range(n: u16) -> u16 {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    loop {
+        let base: u16 = rng.gen_range(2000..5999) * 10;
+        if (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
     }
 }
 

@@ -162,8 +162,16 @@ async fn the_server_list_follows_upstreams_type_rules() {
         names(&w.get("?type=admin-all&filter[*]=bet", &w.admin.key).await),
         ["beta"]
     );
+    let port: i32 = sqlx::query_scalar("SELECT MIN(port) FROM allocations")
+        .fetch_one(&w.p.db)
+        .await
+        .unwrap();
+    let prefix = &port.to_string()[..4];
     let r = w
-        .get("?type=admin-all&filter[*]=127.0.0.1:3000", &w.admin.key)
+        .get(
+            &format!("?type=admin-all&filter[*]=127.0.0.1:{prefix}"),
+            &w.admin.key,
+        )
         .await;
     assert_eq!(names(&r).len(), 2);
     let r = w.get("?type=admin-all&per_page=1", &w.admin.key).await;
@@ -1280,6 +1288,13 @@ async fn startup_variables_and_settings() {
         .execute(&w.p.db)
         .await
         .unwrap();
+    let port: i32 = sqlx::query_scalar(
+        "SELECT a.port FROM allocations a JOIN servers s ON s.allocation_id = a.id WHERE s.id = $1",
+    )
+    .bind(w.server)
+    .fetch_one(&w.p.db)
+    .await
+    .unwrap();
     let r = w.get(&w.s("/startup"), &w.owner.key).await;
     assert_eq!(r.status, 200);
     let envs: Vec<&str> = r.json["data"]
@@ -1291,7 +1306,7 @@ async fn startup_variables_and_settings() {
     assert_eq!(envs, ["SERVER_MESSAGE", "FIXED"]);
     assert_eq!(
         r.json["meta"]["startup_command"],
-        "run 512 30000 Hello from Ferrodactyl [hidden]"
+        format!("run 512 {port} Hello from Ferrodactyl [hidden]")
     );
     let var_path = w.s("/startup/variable");
     let put = |body: Value| w.send(Method::PUT, &var_path, &w.owner.key, body);
@@ -1320,7 +1335,7 @@ async fn startup_variables_and_settings() {
     assert_eq!(r.json["attributes"]["server_value"], "hi");
     assert_eq!(
         r.json["meta"]["startup_command"],
-        "run 512 30000 hi [hidden]"
+        format!("run 512 {port} hi [hidden]")
     );
     // Rename keeps the description unless sent; null clears it.
     sqlx::query("UPDATE servers SET description = 'desc' WHERE id = $1")

@@ -169,6 +169,11 @@ async fn server_configuration_carries_settings_and_process_configuration() {
         .fetch_one(&p.db)
         .await
         .unwrap();
+    let port: i32 = sqlx::query_scalar("SELECT a.port FROM allocations a JOIN servers s ON s.allocation_id = a.id WHERE s.uuid = $1")
+        .bind(uuid)
+        .fetch_one(&p.db)
+        .await
+        .unwrap();
     let r = p
         .call(wings(
             &p,
@@ -192,9 +197,9 @@ async fn server_configuration_carries_settings_and_process_configuration() {
     assert_eq!(s["container"]["image"], "ferrodactyl/test-base:latest");
     assert_eq!(
         s["allocations"]["default"],
-        json!({"ip": "127.0.0.1", "port": 30000})
+        json!({"ip": "127.0.0.1", "port": port})
     );
-    assert_eq!(s["allocations"]["mappings"], json!({"127.0.0.1": [30000]}));
+    assert_eq!(s["allocations"]["mappings"], json!({"127.0.0.1": [port]}));
     assert!(s["egg"]["id"].as_str().unwrap().len() == 36);
     let pc = &r.json["process_configuration"];
     assert_eq!(pc["startup"]["done"], json!(["Server is ready"]));
@@ -203,7 +208,7 @@ async fn server_configuration_carries_settings_and_process_configuration() {
     // The types Wings decodes read it back.
     let typed: openapi::remote::ServerConfigurationResponse =
         serde_json::from_value(r.json.clone()).unwrap();
-    assert_eq!(typed.settings.allocations.default.port, 30000);
+    assert_eq!(typed.settings.allocations.default.port as i64, port as i64);
     // Unknown servers are a 404.
     let r = p
         .call(wings(
@@ -236,6 +241,11 @@ async fn egg_config_files_get_their_placeholders_filled() {
         .fetch_one(&p.db)
         .await
         .unwrap();
+    let port: i32 = sqlx::query_scalar("SELECT a.port FROM allocations a JOIN servers s ON s.allocation_id = a.id WHERE s.uuid = $1")
+        .bind(uuid)
+        .fetch_one(&p.db)
+        .await
+        .unwrap();
     let r = p
         .call(wings(
             &p,
@@ -251,7 +261,7 @@ async fn egg_config_files_get_their_placeholders_filled() {
     assert_eq!(
         pc["configs"],
         json!([{"file": "server.properties", "parser": "properties", "replace": [
-            {"match": "server-port", "replace_with": "30000"},
+            {"match": "server-port", "replace_with": port.to_string()},
             {"match": "motd", "replace_with": "Hello from Ferrodactyl"},
             {"match": "online-mode", "if_value": "true", "replace_with": "false"},
             {"match": "ip", "replace_with": "{{config.docker.interface}}"}
