@@ -67,6 +67,30 @@ fn field(expr: &str, min: u32, max: u32, names: &[&str], offset: u32) -> Option<
 }
 
 impl Cron {
+    /// The first field (`minute`, `hour`, `day_of_month`, `month`, `day_of_week`)
+    /// that does not parse, if any.
+    pub fn invalid_field(
+        minute: &str,
+        hour: &str,
+        dom: &str,
+        month: &str,
+        dow: &str,
+    ) -> Option<&'static str> {
+        if field(minute, 0, 59, &[], 0).is_none() {
+            Some("minute")
+        } else if field(hour, 0, 23, &[], 0).is_none() {
+            Some("hour")
+        } else if !dom.eq_ignore_ascii_case("L") && field(dom, 1, 31, &[], 0).is_none() {
+            Some("day_of_month")
+        } else if field(month, 1, 12, &MONTHS, 1).is_none() {
+            Some("month")
+        } else if field(dow, 0, 7, &DAYS, 0).is_none() {
+            Some("day_of_week")
+        } else {
+            None
+        }
+    }
+
     /// `None` when upstream would refuse the expression.
     pub fn parse(minute: &str, hour: &str, dom: &str, month: &str, dow: &str) -> Option<Cron> {
         let dom_last = dom.eq_ignore_ascii_case("L");

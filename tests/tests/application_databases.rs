@@ -231,3 +231,156 @@ async fn an_unreachable_database_host_leaves_no_row() {
         .unwrap();
     assert_eq!(rows, 0);
 }
+
+#[tokio::test]
+async fn client_databases_are_created_rotated_and_dropped_on_a_real_host() {
+    let maria = MariaDb::start()
+        .expect("MariaDB (Debian's mariadb-server) must be installed for this test");
+    let p = Panel::start().await.unwrap();
+    let admin = p.admin().await.unwrap();
+    let owner = p.account("dbowner", false, 1).await.unwrap();
+    let (_, node) = p.node(&admin, closed_port()).await.unwrap();
+    let (_, egg) = p.egg().await.unwrap();
+    let sid = p.seed_server(owner.id, node, egg, "db").await.unwrap();
+    let short: String = sqlx::query_scalar("SELECT uuid_short FROM servers WHERE id = $1")
+        .bind(sid)
+        .fetch_one(&p.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE servers SET database_limit = 1 WHERE id = $1")
+        .bind(sid)
+        .execute(&p.db)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO database_hosts (name, host, port, username, password, node_id) VALUES ('maria', '127.0.0.1', $1, 'root', $2, $3)")
+        .bind(maria.port as i32)
+        .bind(p.state.enc.encrypt(""))
+        .bind(node)
+        .execute(&p.db)
+        .await
+        .unwrap();
+    let base = format!("/api/client/servers/{short}/databases");
+    let r = p
+        .send(
+            Method::POST,
+            &base,
+            &owner.key,
+            &json!({"database": "world", "remote": "%"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let a = &r.json["attributes"];
+    let hashid = a["id"].as_str().unwrap().to_string();
+    assert!(
+        hashid.len() >= 8 && hashid.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{hashid}"
+    );
+    assert_eq!(a["host"]["port"], maria.port as i64);
+    assert_eq!(a["connections_from"], "%");
+    let user = a["username"].as_str().unwrap().to_string();
+    let name = a["name"].as_str().unwrap().to_string();
+    assert_eq!(name, format!("s{sid}_world"));
+    let password = a["relationships"]["password"]["attributes"]["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The credentials work on the real server.
+    login(maria.port, &user, &password, &name)
+        .await
+        .expect("the new user logs in to its database");
+    // The same name again: upstream's custom message; the limit: 400.
+    let r = p
+        .send(
+            Method::POST,
+            &base,
+            &owner.key,
+            &json!({"database": "world", "remote": "%"}),
+        )
+        .await
+        .unwrap();
+    r.assert_envelope(422, "ValidationException");
+    assert_eq!(
+        r.error_detail(),
+        "The database name you have selected is already in use by this server."
+    );
+    let r = p
+        .send(
+            Method::POST,
+            &base,
+            &owner.key,
+            &json!({"database": "other", "remote": "%"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.error_code(), "TooManyDatabasesException");
+    // A subuser without view_password sees a null_resource instead of the password.
+    let sub = p.account("dbsub", false, 1).await.unwrap();
+    sqlx::query("INSERT INTO subusers (user_id, server_id, permissions) VALUES ($1, $2, '[\"database.read\", \"database.update\"]')")
+        .bind(sub.id)
+        .bind(sid)
+        .execute(&p.db)
+        .await
+        .unwrap();
+    let r = p
+        .get(&format!("{base}?include=password"), &sub.key)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json["data"][0]["attributes"]["relationships"]["password"]["object"],
+        "null_resource"
+    );
+    // Rotation changes the password on the host.
+    let r = p
+        .send(
+            Method::POST,
+            &format!("{base}/{hashid}/rotate-password"),
+            &owner.key,
+            &json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let new_pw = r.json["attributes"]["relationships"]["password"]["attributes"]["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_pw, password);
+    assert!(login(maria.port, &user, &password, &name).await.is_err());
+    login(maria.port, &user, &new_pw, &name)
+        .await
+        .expect("the rotated password works");
+    // Deleting drops database and user.
+    let r = p
+        .send(
+            Method::DELETE,
+            &format!("{base}/{hashid}"),
+            &owner.key,
+            &json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204);
+    assert!(login(maria.port, &user, &new_pw, &name).await.is_err());
+    let mut root = maria.root().await.unwrap();
+    let left: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = ?",
+    )
+    .bind(&name)
+    .fetch_one(&mut root)
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
+    let events: Vec<String> = sqlx::query_scalar("SELECT event FROM activity_logs ORDER BY id")
+        .fetch_all(&p.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        events,
+        [
+            "server:database.create",
+            "server:database.rotate-password",
+            "server:database.delete"
+        ]
+    );
+}

@@ -994,16 +994,25 @@ async fn schedules_and_tasks_validate_and_keep_their_order() {
         .send(Method::POST, &w.s("/schedules"), &w.owner.key, no_month)
         .await;
     r.assert_envelope(422, "ValidationException");
-    let mut bad = base.clone();
-    bad["minute"] = json!("61");
-    let r = w
-        .send(Method::POST, &w.s("/schedules"), &w.owner.key, bad)
-        .await;
-    assert_eq!(r.status, 400);
-    assert_eq!(
-        r.error_detail(),
-        "The cron data provided does not evaluate to a valid expression."
-    );
+    for (field, value) in [
+        ("minute", "61"),
+        ("hour", "*/0"),
+        ("day_of_month", "32"),
+        ("month", "JANUARY"),
+        ("day_of_week", "8"),
+    ] {
+        let mut bad = base.clone();
+        bad[field] = json!(value);
+        let r = w
+            .send(Method::POST, &w.s("/schedules"), &w.owner.key, bad)
+            .await;
+        r.assert_envelope(422, "ValidationException");
+        assert_eq!(
+            r.error_detail(),
+            "The cron data provided does not evaluate to a valid expression."
+        );
+        assert_eq!(r.json["errors"][0]["meta"]["source_field"], field);
+    }
     let r = w
         .send(Method::POST, &w.s("/schedules"), &w.owner.key, base.clone())
         .await;
@@ -1567,4 +1576,78 @@ async fn client_databases_need_a_host() {
         .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.error_code(), "NoSuitableDatabaseHostException");
+}
+
+#[tokio::test]
+async fn two_replicas_claim_each_due_schedule_once() {
+    let w = world().await;
+    // A second panel-api on the same database, as a second replica would be.
+    let other = panel_api::state::AppState::new(
+        w.p.db.clone(),
+        w.p.state.cfg.clone(),
+        panel_api::crypto::Encrypter::new(w.p.state.cfg.app_key.as_deref().unwrap()).unwrap(),
+    )
+    .unwrap();
+    for i in 0..20 {
+        let sid: i64 = sqlx::query_scalar(
+            "INSERT INTO schedules (server_id, name, cron_day_of_week, cron_month, cron_day_of_month, cron_hour, cron_minute, next_run_at)
+             VALUES ($1, $2, '*', '*', '*', '*', '*', now() - interval '1 minute') RETURNING id",
+        )
+        .bind(w.server)
+        .bind(format!("s{i}"))
+        .fetch_one(&w.p.db)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO tasks (schedule_id, sequence_id, action, payload, time_offset) VALUES ($1, 1, 'command', 'x', 0)")
+            .bind(sid)
+            .execute(&w.p.db)
+            .await
+            .unwrap();
+    }
+    let (a, b) = tokio::join!(
+        panel_api::schedules::tick(&w.p.state, 50),
+        panel_api::schedules::tick(&other, 50)
+    );
+    assert_eq!(
+        a.unwrap() + b.unwrap(),
+        20,
+        "every due schedule claimed exactly once"
+    );
+    let (a, b) = tokio::join!(
+        panel_api::schedules::tick(&w.p.state, 50),
+        panel_api::schedules::tick(&other, 50)
+    );
+    assert_eq!(a.unwrap() + b.unwrap(), 0, "nothing is claimed twice");
+    let future: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM schedules WHERE next_run_at > now()")
+            .fetch_one(&w.p.db)
+            .await
+            .unwrap();
+    assert_eq!(future, 20);
+}
+
+#[tokio::test]
+async fn the_client_rate_limit_is_per_user_with_headers() {
+    let p = Panel::start_with(|c| c.client_rate_limit = 3)
+        .await
+        .unwrap();
+    let u = p.account("limited", false, 1).await.unwrap();
+    let remaining: Vec<String> = {
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            let r = p.get("/api/client/account", &u.key).await.unwrap();
+            assert_eq!(r.headers["x-ratelimit-limit"], "3");
+            out.push(
+                r.headers["x-ratelimit-remaining"]
+                    .to_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        out
+    };
+    assert_eq!(remaining, ["2", "1", "0"]);
+    let r = p.get("/api/client/account", &u.key).await.unwrap();
+    r.assert_envelope(429, "ThrottleRequestsException");
+    assert!(r.headers.contains_key("retry-after"));
 }

@@ -112,14 +112,20 @@ fn fields(body: &Body) -> ApiResult<(Fields, crate::cron::Cron)> {
         is_active: as_bool(body.get("is_active")).unwrap_or(false),
         only_when_online: as_bool(body.get("only_when_online")).unwrap_or(false),
     };
-    let cron = crate::cron::Cron::parse(&f.minute, &f.hour, &f.dom, &f.month, &f.dow).ok_or_else(
-        || {
-            ApiError::display(
-                "DisplayException",
-                "The cron data provided does not evaluate to a valid expression.",
-            )
-        },
-    )?;
+    // Upstream answers an invalid expression with a 400 after validation (and a 500
+    // for some); the issue asks for a validation error, which every client shows the
+    // same way: a 422 on the offending field, with upstream's sentence.
+    let invalid = || {
+        let field = crate::cron::Cron::invalid_field(&f.minute, &f.hour, &f.dom, &f.month, &f.dow)
+            .unwrap_or("minute");
+        ApiError::field(
+            field,
+            "cron",
+            "The cron data provided does not evaluate to a valid expression.",
+        )
+    };
+    let cron = crate::cron::Cron::parse(&f.minute, &f.hour, &f.dom, &f.month, &f.dow)
+        .ok_or_else(invalid)?;
     Ok((f, cron))
 }
 
