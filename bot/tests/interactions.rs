@@ -392,6 +392,16 @@ async fn user_create_generates_a_password_shown_only_to_the_caller() {
         .and_then(|s| s.split("`||").next())
         .expect("password in the reply");
     assert_eq!(pw.chars().count(), 20);
+    assert!(
+        pw.chars().filter(|c| c.is_ascii_alphanumeric()).count() >= 10
+            && pw.chars().any(|c| c.is_ascii_lowercase())
+            && pw.chars().any(|c| c.is_ascii_uppercase()),
+        "a strong password: {pw}"
+    );
+    assert!(
+        t.discord.sent().is_empty(),
+        "nothing about it went anywhere but the ephemeral reply"
+    );
     // On the panel, with that password.
     let l = p
         .client(&admin.key)
@@ -629,6 +639,215 @@ async fn user_commands_need_an_application_key() {
     assert!(text(&r).contains("application_key"), "{r}");
 }
 
+#[tokio::test]
+async fn denied_commands_never_reach_the_panel() {
+    let p = Panel::start().await.unwrap();
+    let t = TestBot::start().await;
+    let admin = p.admin().await.unwrap();
+    let m = member(1);
+    let ck = client_key(&p, admin.id).await;
+    let r = configure(&t, &m, &p.url, &ck, Some(&admin.key)).await;
+    assert!(text(&r).contains("saved"), "{r}");
+    t.cmd(
+        &discord_admin(),
+        "admin",
+        Some("permissions"),
+        vec![uo("user", m.id), bo("can_manage_servers", false)],
+    )
+    .await;
+    // The panel stamps a key's last use at most once a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let used = || async {
+        sqlx::query_as::<_, (i64, Option<chrono::DateTime<chrono::Utc>>)>(
+            "SELECT id, last_used_at FROM api_keys ORDER BY id",
+        )
+        .fetch_all(&p.db)
+        .await
+        .unwrap()
+    };
+    let before = used().await;
+    let user_opts = vec![
+        so("username", "eve"),
+        so("email", "eve@example.com"),
+        so("first_name", "E"),
+        so("last_name", "V"),
+        so("user", "admin"),
+        so("confirm", "DELETE"),
+    ];
+    for (cmd, sub) in [
+        ("user", "create"),
+        ("user", "list"),
+        ("user", "info"),
+        ("user", "update"),
+        ("user", "delete"),
+        ("server", "list"),
+        ("server", "start"),
+    ] {
+        let mut opts = user_opts.clone();
+        opts.push(so("server", "abcd1234"));
+        let r = t.cmd(&m, cmd, Some(sub), opts).await;
+        assert!(is_ephemeral(&r), "{cmd} {sub}: {r}");
+        let a = t.last_audit().await;
+        assert_eq!(
+            (a.1, a.3.as_str()),
+            (format!("{cmd} {sub}"), "denied"),
+            "{r}"
+        );
+    }
+    assert_eq!(used().await, before, "no key was used on the panel");
+    // The same keys do reach the panel for a permitted command.
+    let r = t
+        .cmd(&discord_admin(), "config", Some("show"), vec![])
+        .await;
+    assert!(text(&r).contains("no panel configured"), "{r}");
+    let r = configure(&t, &discord_admin(), &p.url, &ck, Some(&admin.key)).await;
+    assert!(text(&r).contains("saved"), "{r}");
+    assert_ne!(used().await, before, "a real call does stamp the key");
+}
+
+#[tokio::test]
+async fn every_command_is_audited_and_no_secret_is_stored() {
+    let p = Panel::start().await.unwrap();
+    let t = TestBot::start().await;
+    let admin = p.admin().await.unwrap();
+    let ck = client_key(&p, admin.id).await;
+    let boss = discord_admin();
+    let m = member(9);
+    let given_pw = "Giv3n-password-xyz";
+    let new_pw = "N3w-password-xyz";
+    let mut expected = Vec::new();
+    let mut run = |c: &'static str| expected.push(c.to_string());
+
+    t.cmd(&boss, "setup", None, vec![ro("admin_role", ADMIN_ROLE)])
+        .await;
+    run("setup");
+    configure(&t, &boss, &p.url, &ck, Some(&admin.key)).await;
+    run("config setup");
+    t.cmd(&boss, "config", Some("show"), vec![]).await;
+    run("config show");
+    let r = t
+        .cmd(
+            &boss,
+            "user",
+            Some("create"),
+            vec![
+                so("username", "gen"),
+                so("email", "gen@example.com"),
+                so("first_name", "G"),
+                so("last_name", "N"),
+            ],
+        )
+        .await;
+    run("user create");
+    let generated = text(&r)
+        .split("||`")
+        .nth(1)
+        .and_then(|s| s.split("`||").next())
+        .expect("a generated password")
+        .to_string();
+    let r = t
+        .cmd(
+            &boss,
+            "user",
+            Some("create"),
+            vec![
+                so("username", "given"),
+                so("email", "given@example.com"),
+                so("first_name", "G"),
+                so("last_name", "V"),
+                so("password", given_pw),
+            ],
+        )
+        .await;
+    run("user create");
+    assert!(
+        !text(&r).contains(given_pw),
+        "a given password is not echoed: {r}"
+    );
+    t.cmd(&boss, "user", Some("list"), vec![]).await;
+    run("user list");
+    t.cmd(&boss, "user", Some("info"), vec![so("user", "gen")])
+        .await;
+    run("user info");
+    let r = t
+        .cmd(
+            &boss,
+            "user",
+            Some("update"),
+            vec![so("user", "given"), so("password", new_pw)],
+        )
+        .await;
+    run("user update");
+    assert!(
+        text(&r).contains("password was changed") && !text(&r).contains(new_pw),
+        "{r}"
+    );
+    t.cmd(
+        &boss,
+        "user",
+        Some("delete"),
+        vec![so("user", "gen"), so("confirm", "DELETE")],
+    )
+    .await;
+    run("user delete");
+    t.cmd(&boss, "admin", Some("status"), vec![]).await;
+    run("admin status");
+    t.cmd(&boss, "admin", Some("users"), vec![]).await;
+    run("admin users");
+    t.cmd(&boss, "admin", Some("audit"), vec![]).await;
+    run("admin audit");
+    t.cmd(
+        &boss,
+        "admin",
+        Some("permissions"),
+        vec![uo("user", m.id), io("max_servers", 3)],
+    )
+    .await;
+    run("admin permissions");
+    let r = t.cmd(&boss, "server", Some("list"), vec![]).await;
+    run("server list");
+    assert!(text(&r).contains("no servers"), "{r}");
+    t.cmd(
+        &boss,
+        "admin",
+        Some("reset"),
+        vec![uo("user", m.id), so("confirm", "RESET")],
+    )
+    .await;
+    run("admin reset");
+    t.cmd(&boss, "config", Some("remove"), vec![]).await;
+    run("config remove");
+
+    let rows = t.audit().await;
+    let commands: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
+    assert_eq!(commands, expected, "one row per command, in order");
+    for r in &rows {
+        assert_eq!(r.0, boss.id as i64, "who: {r:?}");
+        assert_eq!(r.3, "success", "{r:?}");
+    }
+    let times: Vec<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT created_at FROM audit_logs ORDER BY id")
+            .fetch_all(&t.db)
+            .await
+            .unwrap();
+    let now = chrono::Utc::now();
+    assert!(times.iter().all(|c| (now - *c).num_seconds() < 120), "when");
+    let stored = t.all_stored_text().await;
+    let host = p.url.trim_start_matches("http://").to_string();
+    for secret in [
+        ck.as_str(),
+        &ck[16..],
+        admin.key.as_str(),
+        &admin.key[16..],
+        host.as_str(),
+        generated.as_str(),
+        given_pw,
+        new_pw,
+    ] {
+        assert!(!stored.contains(secret), "{secret} stored: {stored}");
+    }
+}
+
 // ---- panel errors --------------------------------------------------------------------
 
 #[tokio::test]
@@ -689,7 +908,14 @@ async fn a_panel_429_is_honoured_with_its_retry_after() {
         }
     }
     let r = limited.expect("the panel's limit was reached");
-    assert!(text(&r).contains("try again in"), "{r}");
+    // The wait is the panel's Retry-After (3 a minute: at most 20 s), not a default.
+    let secs: u64 = text(&r)
+        .split("try again in ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a wait in the reply: {r}"));
+    assert!((1..=20).contains(&secs), "{secs} s: {r}");
     let a = t.last_audit().await;
     assert_eq!(
         (a.3.as_str(), a.4.as_deref()),

@@ -34,10 +34,19 @@ struct Stack {
     owner: ferrodactyl_tests::Account,
     identifier: String,
     uuid: String,
+    wings: std::sync::Arc<wings::App>,
     _dir: tempfile::TempDir,
 }
 
 async fn stack() -> Stack {
+    // wings' and panel-api's logs show up when a test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,wings=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-image.sh");
     let out = std::process::Command::new("sh")
         .arg(&script)
@@ -84,11 +93,29 @@ async fn stack() -> Stack {
     let app = wings::boot(cfg, wings::BootOptions::new(dir.path().join("config.yml")))
         .await
         .expect("wings boots");
-    tokio::spawn(wings::serve(app, listener));
+    tokio::spawn(wings::serve(app.clone(), listener));
 
+    // A port of our own: the harness's 30000-30009 are shared with every other
+    // daemon test running at the same time on this Docker engine.
+    let game_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let r = p
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/application/nodes/{node}/allocations"),
+            &admin.key,
+            &json!({"ip": "127.0.0.1", "ports": [game_port.to_string()]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
     let alloc: i64 =
-        sqlx::query_scalar("SELECT id FROM allocations WHERE node_id = $1 ORDER BY id LIMIT 1")
+        sqlx::query_scalar("SELECT id FROM allocations WHERE node_id = $1 AND port = $2")
             .bind(node)
+            .bind(i32::from(game_port))
             .fetch_one(&p.db)
             .await
             .unwrap();
@@ -114,6 +141,9 @@ async fn stack() -> Stack {
         .as_str()
         .unwrap()
         .to_string();
+    // Installed on both sides. The panel's status alone is not enough: wings clears
+    // every `installing` status on the panel in a background task after it boots
+    // (upstream does that before serving), which can land while this install runs.
     let installed = eventually(Duration::from_secs(90), || async {
         let st: Option<String> = sqlx::query_scalar("SELECT status FROM servers WHERE id = $1")
             .bind(id)
@@ -121,6 +151,8 @@ async fn stack() -> Stack {
             .await
             .unwrap();
         st.is_none()
+            && app.manager.get(&uuid).is_some_and(|s| !s.is_installing())
+            && root.join("volumes").join(&uuid).join("start.sh").exists()
     })
     .await;
     assert!(installed, "installed");
@@ -136,16 +168,63 @@ async fn stack() -> Stack {
         owner,
         identifier,
         uuid,
+        wings: app,
         _dir: dir,
     }
 }
 
-async fn state(s: &Stack) -> String {
-    s.p.client(&s.owner.key)
-        .resources(&s.identifier)
+/// The properties of the panel's activity entries of `event`, oldest first.
+async fn panel_events(s: &Stack, event: &str) -> Vec<serde_json::Value> {
+    sqlx::query_scalar("SELECT properties FROM activity_logs WHERE event = $1 ORDER BY id")
+        .bind(event)
+        .fetch_all(&s.p.db)
         .await
-        .map(|r| r.attributes.current_state)
+        .unwrap()
+}
+
+/// A click on a power button of `/server info`.
+fn button(s: &Stack, signal: &str) -> serde_json::Value {
+    let mut body = s.t.interaction(
+        3,
+        &s.who,
+        json!({"custom_id": format!("power:{signal}:{}", s.identifier), "component_type": 2}),
+    );
+    body["message"] = json!({
+        "id": "8000000000000000001", "channel_id": "6000000000000000001",
+        "author": {"id": APP_ID, "username": "bot", "discriminator": "0", "global_name": null, "avatar": null, "bot": true},
+        "content": "", "timestamp": "2025-01-01T00:00:00.000000+00:00", "edited_timestamp": null,
+        "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [], "attachments": [],
+        "embeds": [], "pinned": false, "type": 0, "flags": 0, "components": []
+    });
+    body
+}
+
+async fn raw_resources(s: &Stack) -> String {
+    let path = format!("/api/client/servers/{}/resources", s.identifier);
+    let panel = match s.p.get(&path, &s.owner.key).await {
+        Ok(r) => format!("{} {}", r.status, r.text()),
+        Err(e) => format!("{e:#}"),
+    };
+    format!("wings: {}; panel: {panel}", state(s).await)
+}
+
+/// The server's state as wings has it (the panel's `/resources` is cached for 20 s,
+/// as upstream's is, so it lags behind).
+async fn state(s: &Stack) -> String {
+    s.wings
+        .manager
+        .get(&s.uuid)
+        .map(|x| x.state().as_str().to_string())
         .unwrap_or_default()
+}
+
+/// When Docker last started the server's container.
+fn started_at(s: &Stack) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.State.StartedAt}}", &s.uuid])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[tokio::test]
@@ -208,7 +287,8 @@ async fn server_list_info_power_and_command_through_the_client_api() {
             state(&s).await == "running"
         })
         .await,
-        "running"
+        "running: {}",
+        raw_resources(&s).await
     );
     let a = t.last_audit().await;
     assert_eq!(
@@ -225,29 +305,90 @@ async fn server_list_info_power_and_command_through_the_client_api() {
         )
         .await;
     assert!(text(&r).contains("Sent to **botsrv**"), "{r}");
-
-    // The Stop button of /server info.
-    let mut body = t.interaction(
-        3,
-        &s.who,
-        json!({"custom_id": format!("power:stop:{}", s.identifier), "component_type": 2}),
+    assert_eq!(
+        panel_events(&s, "server:console.command").await,
+        vec![json!({"command": "ping"})],
+        "the panel sent the command to the server"
     );
-    body["message"] = json!({
-        "id": "8000000000000000001", "channel_id": "6000000000000000001",
-        "author": {"id": APP_ID, "username": "bot", "discriminator": "0", "global_name": null, "avatar": null, "bot": true},
-        "content": "", "timestamp": "2025-01-01T00:00:00.000000+00:00", "edited_timestamp": null,
-        "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [], "attachments": [],
-        "embeds": [], "pinned": false, "type": 0, "flags": 0, "components": []
-    });
-    let (_, r) = t.post_signed(&body).await;
-    assert!(text(&r).contains("Stopping **botsrv**"), "{r}");
+    let a = t.last_audit().await;
+    assert_eq!(
+        (a.1.as_str(), a.2.as_deref(), a.3.as_str()),
+        ("server command", Some(s.identifier.as_str()), "success")
+    );
+
+    let first_start = started_at(&s);
+    let r = t
+        .cmd(
+            &s.who,
+            "server",
+            Some("restart"),
+            vec![so("server", &s.identifier)],
+        )
+        .await;
+    assert!(text(&r).contains("Restarting **botsrv**"), "{r}");
+    assert_eq!(panel_events(&s, "server:power.restart").await.len(), 1);
+    assert_eq!(t.last_audit().await.1, "server restart");
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            started_at(&s) != first_start && state(&s).await == "running"
+        })
+        .await,
+        "running again after the restart: {}",
+        raw_resources(&s).await
+    );
+
+    let r = t
+        .cmd(
+            &s.who,
+            "server",
+            Some("kill"),
+            vec![so("server", &s.identifier)],
+        )
+        .await;
+    assert!(text(&r).contains("Killing **botsrv**"), "{r}");
+    assert_eq!(panel_events(&s, "server:power.kill").await.len(), 1);
+    let a = t.last_audit().await;
+    assert_eq!(
+        (a.1.as_str(), a.2.as_deref(), a.3.as_str()),
+        ("server kill", Some(s.identifier.as_str()), "success")
+    );
     assert!(
         eventually(Duration::from_secs(60), || async {
             state(&s).await == "offline"
         })
         .await,
-        "stopped"
+        "killed: {}",
+        raw_resources(&s).await
     );
+
+    // The Start and Stop buttons of /server info.
+    let (_, r) = t.post_signed(&button(&s, "start")).await;
+    assert!(text(&r).contains("Starting **botsrv**"), "{r}");
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            state(&s).await == "running"
+        })
+        .await,
+        "started by the button: {}",
+        raw_resources(&s).await
+    );
+    let (_, r) = t.post_signed(&button(&s, "stop")).await;
+    assert!(text(&r).contains("Stopping **botsrv**"), "{r}");
+    let a = t.last_audit().await;
+    assert_eq!(
+        (a.1.as_str(), a.2.as_deref(), a.3.as_str()),
+        ("server stop", Some(s.identifier.as_str()), "success")
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            state(&s).await == "offline"
+        })
+        .await,
+        "stopped: {}",
+        raw_resources(&s).await
+    );
+    assert_eq!(panel_events(&s, "server:power.start").await.len(), 2);
+    assert_eq!(panel_events(&s, "server:power.stop").await.len(), 1);
 
     let r = t
         .cmd(
@@ -282,6 +423,63 @@ async fn max_servers_is_enforced_before_the_power_call() {
         .await;
     assert!(text(&r).contains("max_servers"), "{r}");
     assert_eq!(t.last_audit().await.3, "denied");
+    assert!(
+        panel_events(&s, "server:power.start").await.is_empty(),
+        "the panel was never asked"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_ne!(state(&s).await, "running");
+}
+
+#[tokio::test]
+async fn a_subuser_without_the_power_permission_is_told_which_one_is_missing() {
+    let s = stack().await;
+    let t = &s.t;
+    // A subuser who may only read the console: the panel answers 403 on power.
+    let sub = s.p.account("helper", false, 1).await.unwrap();
+    let server_id: i64 = sqlx::query_scalar("SELECT id FROM servers WHERE uuid::text = $1")
+        .bind(&s.uuid)
+        .fetch_one(&s.p.db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO subusers (user_id, server_id, permissions) VALUES ($1, $2, '[\"websocket.connect\"]')",
+    )
+    .bind(sub.id)
+    .bind(server_id)
+    .execute(&s.p.db)
+    .await
+    .unwrap();
+    let helper = member(2);
+    let r = configure(t, &helper, &s.p.url, &sub.key, None).await;
+    assert!(text(&r).contains("Signed in as **helper**"), "{r}");
+
+    // The server is theirs to see ...
+    let r = t.cmd(&helper, "server", Some("list"), vec![]).await;
+    assert!(text(&r).contains("**botsrv**"), "{r}");
+    // ... but not to start or to command.
+    for (sub_cmd, perm) in [("start", "control.start"), ("command", "control.console")] {
+        let r = t
+            .cmd(
+                &helper,
+                "server",
+                Some(sub_cmd),
+                vec![so("server", &s.identifier), so("command", "say hi")],
+            )
+            .await;
+        let out = text(&r);
+        assert!(
+            out.contains("403") && out.contains(perm),
+            "{sub_cmd}: {out}"
+        );
+        assert!(is_ephemeral(&r));
+        let a = t.last_audit().await;
+        assert_eq!(
+            (a.3.as_str(), a.4.as_deref()),
+            ("error", Some("panel 403")),
+            "{sub_cmd}"
+        );
+    }
+    assert!(panel_events(&s, "server:power.start").await.is_empty());
     assert_ne!(state(&s).await, "running");
 }
