@@ -593,3 +593,59 @@ async fn schedules_run_their_tasks_on_the_node() {
         .await;
     assert!(c.wait_state("offline").await);
 }
+
+#[tokio::test]
+async fn changing_a_subusers_permissions_revokes_their_open_websocket() {
+    let c = ctx().await;
+    let sub = c.st.p.account("helper", false, 1).await.unwrap();
+    let r = c
+        .send(
+            Method::POST,
+            "/users",
+            json!({"email": "helper@example.com", "permissions": ["control.console"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = c.st.p.get(&c.path("/websocket"), &sub.key).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.json["data"]["token"].as_str().unwrap().to_string();
+    let mut req = r.json["data"]["socket"]
+        .as_str()
+        .unwrap()
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Origin", c.st.p.url.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::Text(
+        json!({"event": "auth", "args": [token]}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    assert!(next_event(&mut ws, |v| v["event"] == "auth success")
+        .await
+        .is_some());
+    // The owner narrows the subuser's permissions: the panel asks wings to deny the
+    // subuser's token, and the open socket stops accepting it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = c
+        .send(
+            Method::POST,
+            &format!("/users/{}", sub.uuid),
+            json!({"permissions": ["file.read"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    ws.send(Message::Text(
+        json!({"event": "send logs", "args": [null]})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let err = next_event(&mut ws, |v| v["event"] == "jwt error").await;
+    assert!(
+        err.is_some(),
+        "the revoked token is refused on the open socket"
+    );
+}
