@@ -89,7 +89,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start(data: &Path, key: &str, discord: &str, log_name: &str) -> Running {
+async fn start(
+    data: &Path,
+    key: &str,
+    discord: &str,
+    log_name: &str,
+    extra: &[(&str, String)],
+) -> Running {
     let port = free_port();
     let log = data.parent().unwrap().join(log_name);
     let child = bin()
@@ -104,6 +110,7 @@ async fn start(data: &Path, key: &str, discord: &str, log_name: &str) -> Running
             "DISCORD_PUBLIC_KEY",
             hex::encode(signer().verifying_key().to_bytes()),
         )
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -189,8 +196,29 @@ async fn without_database_url_it_uses_the_embedded_cluster_which_persists_and_st
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let key = bot::crypto::Vault::generate_key();
-    let (_discord, discord_url) = Discord::start().await;
-    let bot = start(&data, &key, &discord_url, "bot1.log").await;
+    let (discord, discord_url) = Discord::start().await;
+    // Registered in one guild at start-up, by configuration.
+    let bot = start(
+        &data,
+        &key,
+        &discord_url,
+        "bot1.log",
+        &[
+            ("DISCORD_TOKEN", "test-token".into()),
+            ("BOT_REGISTER_COMMANDS", "true".into()),
+            ("BOT_COMMAND_GUILD_ID", GUILD.to_string()),
+        ],
+    )
+    .await;
+    let reg = discord
+        .wait_for(|s| s.method == "PUT")
+        .await
+        .expect("commands registered at start-up");
+    assert_eq!(
+        reg.path,
+        format!("/api/v10/applications/{APP_ID}/guilds/{GUILD}/commands")
+    );
+    assert_eq!(reg.body.as_array().map(Vec::len), Some(5));
     assert!(postgres_running_in(&data), "the embedded cluster runs");
 
     let (status, pong) = post(
@@ -242,7 +270,26 @@ async fn without_database_url_it_uses_the_embedded_cluster_which_persists_and_st
         "the cluster stopped with the bot"
     );
 
-    let bot2 = start(&data, &key, &discord_url, "bot2.log").await;
+    // Without a guild id, the second start registers the commands globally.
+    let bot2 = start(
+        &data,
+        &key,
+        &discord_url,
+        "bot2.log",
+        &[
+            ("DISCORD_TOKEN", "test-token".into()),
+            ("BOT_REGISTER_COMMANDS", "true".into()),
+        ],
+    )
+    .await;
+    let global = format!("/api/v10/applications/{APP_ID}/commands");
+    assert!(
+        discord
+            .wait_for(|s| s.method == "PUT" && s.path == global)
+            .await
+            .is_some(),
+        "global registration"
+    );
     let (_, r) = post(
         &bot2.url,
         &command(&discord_admin(), "admin", "audit", vec![io("limit", 50)]),
