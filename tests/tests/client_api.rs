@@ -1480,8 +1480,12 @@ async fn backups_limits_and_locks_without_a_daemon() {
     sqlx::query("INSERT INTO backups (server_id, uuid, name, disk, is_successful, is_locked, checksum, bytes, completed_at)
                  VALUES ($1, $2, 'done', 'wings', TRUE, TRUE, 'sha1:abc', 10, now())")
         .bind(w.server).bind(uuid).execute(&w.p.db).await.unwrap();
+    // A failed backup is listed but not counted (nor held against the limit).
+    sqlx::query("INSERT INTO backups (server_id, uuid, name, disk, is_successful, completed_at) VALUES ($1, $2, 'failed', 'wings', FALSE, now())")
+        .bind(w.server).bind(uuid::Uuid::new_v4()).execute(&w.p.db).await.unwrap();
     let r = w.get(&w.s("/backups"), &w.owner.key).await;
     assert_eq!(r.json["meta"]["backup_count"], 1);
+    assert_eq!(r.json["meta"]["pagination"]["total"], 2);
     assert_eq!(
         r.json["meta"]
             .as_object()

@@ -649,3 +649,104 @@ async fn changing_a_subusers_permissions_revokes_their_open_websocket() {
         "the revoked token is refused on the open socket"
     );
 }
+
+#[tokio::test]
+async fn schedule_tasks_fail_continue_skip_and_back_up_as_upstream() {
+    let c = ctx().await;
+    let db = &c.st.p.db;
+    let make = |name: &'static str, online: bool| {
+        let c = &c;
+        async move {
+            let r = c
+                .send(Method::POST, "/schedules", json!({"name": name, "minute": "*", "hour": "*", "day_of_month": "*", "month": "*", "day_of_week": "*", "is_active": true, "only_when_online": online}))
+                .await;
+            r.json["attributes"]["id"].as_i64().unwrap()
+        }
+    };
+    let task = |sid: i64, body: Value| {
+        let c = &c;
+        async move {
+            let r = c
+                .send(Method::POST, &format!("/schedules/{sid}/tasks"), body)
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    };
+    let run = |sid: i64| async move {
+        sqlx::query("UPDATE schedules SET next_run_at = now() - interval '1 second' WHERE id = $1")
+            .bind(sid)
+            .execute(db)
+            .await
+            .unwrap();
+        let done = eventually(Duration::from_secs(20), || async {
+            let (p, last): (bool, Option<chrono::DateTime<chrono::Utc>>) =
+                sqlx::query_as("SELECT is_processing, last_run_at FROM schedules WHERE id = $1")
+                    .bind(sid)
+                    .fetch_one(db)
+                    .await
+                    .unwrap();
+            !p && last.is_some()
+        })
+        .await;
+        assert!(done, "schedule {sid} ran");
+    };
+    // Only when online, while offline: skipped, nothing started.
+    let skipped = make("skipped", true).await;
+    task(
+        skipped,
+        json!({"action": "power", "payload": "start", "time_offset": 0}),
+    )
+    .await;
+    run(skipped).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(c.state().await, "offline");
+    // A failing first task without continue_on_failure stops the run.
+    let stops = make("stops", false).await;
+    task(
+        stops,
+        json!({"action": "command", "payload": "nobody listens", "time_offset": 0}),
+    )
+    .await;
+    task(
+        stops,
+        json!({"action": "power", "payload": "start", "time_offset": 0}),
+    )
+    .await;
+    run(stops).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(c.state().await, "offline", "the second task did not run");
+    // With continue_on_failure the next task runs.
+    let goes_on = make("goes on", false).await;
+    task(goes_on, json!({"action": "command", "payload": "nobody listens", "time_offset": 0, "continue_on_failure": true})).await;
+    task(
+        goes_on,
+        json!({"action": "power", "payload": "start", "time_offset": 0}),
+    )
+    .await;
+    run(goes_on).await;
+    assert!(
+        c.wait_state("running").await,
+        "the task after the failure ran"
+    );
+    // A backup task makes a backup (the ignore list comes from its payload).
+    let backs_up = make("backs up", false).await;
+    task(
+        backs_up,
+        json!({"action": "backup", "payload": "*.log", "time_offset": 0}),
+    )
+    .await;
+    run(backs_up).await;
+    let made = eventually(Duration::from_secs(30), || async {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM backups WHERE server_id = $1 AND is_successful AND ignored_files = '[\"*.log\"]'")
+            .bind(c.srv.id)
+            .fetch_one(db)
+            .await
+            .unwrap();
+        n == 1
+    })
+    .await;
+    assert!(made, "the backup task made a successful backup");
+    c.send(Method::POST, "/power", json!({"signal": "kill"}))
+        .await;
+    assert!(c.wait_state("offline").await);
+}
