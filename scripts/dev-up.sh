@@ -63,7 +63,13 @@ if [ "$docker_ok" = 1 ]; then
 fi
 
 if [ -n "${DISCORD_TOKEN:-}" ]; then
-  "$ROOT/target/release/bot" > "$DATA/bot.log" 2>&1 &
+  # The bot refuses to start without a Fernet key; the quick start makes one once.
+  if [ -z "${BOT_FERNET_KEY:-}" ]; then
+    [ -s "$DATA/bot.key" ] || (umask 077; "$ROOT/target/release/bot" gen-key > "$DATA/bot.key")
+    BOT_FERNET_KEY="$(cat "$DATA/bot.key")"
+  fi
+  BOT_FERNET_KEY="$BOT_FERNET_KEY" BOT_DATA_DIR="${BOT_DATA_DIR:-$DATA/bot}" \
+    "$ROOT/target/release/bot" > "$DATA/bot.log" 2>&1 &
   pids+=($!)
 fi
 
