@@ -35,7 +35,19 @@ struct Stack {
     identifier: String,
     uuid: String,
     wings: std::sync::Arc<wings::App>,
+    _container: Container,
     _dir: tempfile::TempDir,
+}
+
+/// The server's container outlives the in-process wings; it goes with the test.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &self.0])
+            .output();
+    }
 }
 
 async fn stack() -> Stack {
@@ -137,6 +149,7 @@ async fn stack() -> Stack {
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json["attributes"]["id"].as_i64().unwrap();
     let uuid = r.json["attributes"]["uuid"].as_str().unwrap().to_string();
+    let container = Container(uuid.clone());
     let identifier = r.json["attributes"]["identifier"]
         .as_str()
         .unwrap()
@@ -169,6 +182,7 @@ async fn stack() -> Stack {
         identifier,
         uuid,
         wings: app,
+        _container: container,
         _dir: dir,
     }
 }
