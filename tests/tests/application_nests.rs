@@ -195,8 +195,16 @@ async fn the_openapi_document_lists_every_application_route() {
             .map(|(_, p)| p.as_object().unwrap().len())
             .sum()
     };
-    assert_eq!(count("/api/application/"), 42, "one operation per Application API route");
-    assert_eq!(count("/api/client"), 69, "one operation per Client API route");
+    assert_eq!(
+        count("/api/application/"),
+        42,
+        "one operation per Application API route"
+    );
+    assert_eq!(
+        count("/api/client"),
+        69,
+        "one operation per Client API route"
+    );
     assert!(
         paths.contains_key("/api/application/servers/{server}/databases/{database}/reset-password")
     );
