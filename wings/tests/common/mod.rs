@@ -189,6 +189,16 @@ async fn activity(
     StatusCode::OK.into_response()
 }
 
+/// SFTP logins (benchmarks only): any credentials get `*` on the first server.
+async fn sftp_auth(State(st): State<Arc<PanelState>>) -> Response {
+    let servers = st.servers.lock().unwrap();
+    match servers.first() {
+        Some(c) => Json(json!({"user": uuid::Uuid::new_v4().to_string(), "server": c.settings.uuid, "permissions": ["*"]}))
+            .into_response(),
+        None => StatusCode::FORBIDDEN.into_response(),
+    }
+}
+
 impl FakePanel {
     pub async fn start(token_id: &str, token: &str) -> FakePanel {
         let state = Arc::new(PanelState::default());
@@ -202,6 +212,7 @@ impl FakePanel {
                 "/api/remote/servers/{uuid}/install",
                 get(script).post(install_report),
             )
+            .route("/api/remote/sftp/auth", post(sftp_auth))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
