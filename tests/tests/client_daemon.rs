@@ -116,7 +116,7 @@ async fn power_console_resources_and_the_websocket_through_the_client_api() {
         .await
         .expect("wings accepts the websocket");
     ws.send(Message::Text(
-        json!({"event": "auth", "args": [token]}).to_string().into(),
+        json!({"event": "auth", "args": [token]}).to_string(),
     ))
     .await
     .unwrap();
@@ -618,7 +618,7 @@ async fn changing_a_subusers_permissions_revokes_their_open_websocket() {
         .insert("Origin", c.st.p.url.parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     ws.send(Message::Text(
-        json!({"event": "auth", "args": [token]}).to_string().into(),
+        json!({"event": "auth", "args": [token]}).to_string(),
     ))
     .await
     .unwrap();
@@ -637,9 +637,7 @@ async fn changing_a_subusers_permissions_revokes_their_open_websocket() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     ws.send(Message::Text(
-        json!({"event": "send logs", "args": [null]})
-            .to_string()
-            .into(),
+        json!({"event": "send logs", "args": [null]}).to_string(),
     ))
     .await
     .unwrap();

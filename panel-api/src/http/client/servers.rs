@@ -652,7 +652,7 @@ pub async fn websocket(
     ))
 }
 
-type StatsCache = std::sync::Mutex<HashMap<i64, (std::time::Instant, Value)>>;
+type StatsCache = std::sync::Mutex<HashMap<uuid::Uuid, (std::time::Instant, Value)>>;
 static STATS: std::sync::OnceLock<StatsCache> = std::sync::OnceLock::new();
 
 /// Upstream's StatsTransformer over Wings' `GET /api/servers/{uuid}` answer.
@@ -699,7 +699,7 @@ pub async fn resources(
     let cached = cache
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get(&ctx.server.id)
+        .get(&ctx.server.uuid)
         .filter(|(t, _)| t.elapsed() < std::time::Duration::from_secs(20))
         .map(|(_, v)| v.clone());
     let details = match cached {
@@ -722,7 +722,7 @@ pub async fn resources(
             if c.len() > 10_000 {
                 c.retain(|_, (t, _)| t.elapsed() < std::time::Duration::from_secs(20));
             }
-            c.insert(ctx.server.id, (std::time::Instant::now(), v.clone()));
+            c.insert(ctx.server.uuid, (std::time::Instant::now(), v.clone()));
             v
         }
     };
