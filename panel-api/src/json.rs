@@ -14,35 +14,64 @@ struct PhpEscapes<F> {
     escape_slash: bool,
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes `fragment` (already free of what JSON itself escapes) with PHP's extra
+/// escapes. Most text is ASCII without `/`, so runs are found by byte and copied
+/// whole; only the bytes that need it are decoded.
+fn write_php_fragment<W: ?Sized + Write>(
+    w: &mut W,
+    fragment: &str,
+    escape_slash: bool,
+) -> io::Result<()> {
+    let bytes = fragment.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x80 && !(escape_slash && b == b'/') {
+            i += 1;
+            continue;
+        }
+        if start < i {
+            w.write_all(&bytes[start..i])?;
+        }
+        if b == b'/' {
+            w.write_all(b"\\/")?;
+            i += 1;
+        } else {
+            // A multi-byte character: `i` is on its first byte (we only stop on
+            // boundaries), so the slice from here decodes.
+            let ch = fragment[i..].chars().next().unwrap_or('\u{fffd}');
+            let mut units = [0u16; 2];
+            for unit in ch.encode_utf16(&mut units) {
+                let u = *unit;
+                w.write_all(&[
+                    b'\\',
+                    b'u',
+                    HEX[usize::from(u >> 12)],
+                    HEX[usize::from((u >> 8) & 0xf)],
+                    HEX[usize::from((u >> 4) & 0xf)],
+                    HEX[usize::from(u & 0xf)],
+                ])?;
+            }
+            i += ch.len_utf8();
+        }
+        start = i;
+    }
+    if start < bytes.len() {
+        w.write_all(&bytes[start..])?;
+    }
+    Ok(())
+}
+
 impl<F: Formatter> Formatter for PhpEscapes<F> {
     fn write_string_fragment<W: ?Sized + Write>(
         &mut self,
         w: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
-        let mut start = 0;
-        for (i, ch) in fragment.char_indices() {
-            let escape = !ch.is_ascii() || (self.escape_slash && ch == '/');
-            if !escape {
-                continue;
-            }
-            if start < i {
-                w.write_all(&fragment.as_bytes()[start..i])?;
-            }
-            if ch == '/' {
-                w.write_all(b"\\/")?;
-            } else {
-                let mut buf = [0u16; 2];
-                for unit in ch.encode_utf16(&mut buf) {
-                    write!(w, "\\u{:04x}", unit)?;
-                }
-            }
-            start = i + ch.len_utf8();
-        }
-        if start < fragment.len() {
-            w.write_all(&fragment.as_bytes()[start..])?;
-        }
-        Ok(())
+        write_php_fragment(w, fragment, self.escape_slash)
     }
 
     fn write_char_escape<W: ?Sized + Write>(
@@ -89,16 +118,28 @@ impl<F: Formatter> Formatter for PhpEscapes<F> {
 /// Compact PHP `json_encode($x)`.
 pub fn compact<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
+    if !compact_into(&mut out, value) {
+        return b"{}".to_vec();
+    }
+    out
+}
+
+/// Appends compact PHP `json_encode($x)` to `out`, so a response is encoded into
+/// one buffer in one pass. False (with `out` possibly partly written) only when a
+/// `Serialize` impl fails, which our own types never do.
+pub fn compact_into<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> bool {
     let fmt = PhpEscapes {
         inner: serde_json::ser::CompactFormatter,
         escape_slash: true,
     };
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    // Serialising our own types into memory cannot fail.
-    if value.serialize(&mut ser).is_err() {
-        return b"{}".to_vec();
-    }
-    out
+    let mut ser = serde_json::Serializer::with_formatter(out, fmt);
+    value.serialize(&mut ser).is_ok()
+}
+
+/// Appends `s` as a compact PHP-encoded JSON string.
+pub fn str_into(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into memory cannot fail.
+    let _ = compact_into(out, s);
 }
 
 /// PHP `json_encode($x, JSON_PRETTY_PRINT|JSON_UNESCAPED_SLASHES)`.
@@ -136,6 +177,22 @@ mod tests {
             String::from_utf8(pretty(&v)).unwrap(),
             "{\n    \"errors\": [\n        {\n            \"code\": \"X\",\n            \"detail\": \"a/b\"\n        }\n    ]\n}"
         );
+    }
+
+    #[test]
+    fn escapes_match_php_for_every_kind_of_character() {
+        let s = "a/b\\c\"d\n\u{1}\u{7f}é€😀/";
+        assert_eq!(
+            compact(&s),
+            "\"a\\/b\\\\c\\\"d\\n\\u0001\u{7f}\\u00e9\\u20ac\\ud83d\\ude00\\/\"".as_bytes()
+        );
+        assert_eq!(
+            pretty(&s),
+            "\"a/b\\\\c\\\"d\\n\\u0001\u{7f}\\u00e9\\u20ac\\ud83d\\ude00/\"".as_bytes()
+        );
+        let mut out = b"[".to_vec();
+        str_into(&mut out, "x/y");
+        assert_eq!(out, br#"["x\/y""#);
     }
 
     #[test]

@@ -51,6 +51,39 @@ pub fn list(object: &str, items: impl IntoIterator<Item = Value>) -> Value {
     json!({"object": "list", "data": data})
 }
 
+/// `{"object":"list","data":[{"object": object, "attributes": item}, …]}` encoded
+/// from typed items, the same bytes as [`list`] over their JSON.
+pub struct TypedList<'a, T> {
+    pub object: &'a str,
+    pub items: &'a [T],
+}
+
+impl<T: Serialize> Serialize for TypedList<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Items<'b, T>(&'b str, &'b [T]);
+        impl<T: Serialize> Serialize for Items<'_, T> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.1.iter().map(|a| TypedItem {
+                    object: self.0,
+                    attributes: a,
+                }))
+            }
+        }
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("object", "list")?;
+        m.serialize_entry("data", &Items(self.object, self.items))?;
+        m.end()
+    }
+}
+
+/// `{"object": object, "attributes": attributes}` from a typed value.
+#[derive(Serialize)]
+pub struct TypedItem<'a, T> {
+    pub object: &'a str,
+    pub attributes: &'a T,
+}
+
 /// Requested includes, limited to two levels as upstream does.
 #[derive(Clone, Debug, Default)]
 pub struct Includes(Vec<String>);
@@ -396,7 +429,6 @@ impl ListQuery<'_> {
         let order = order_by(p, self.sorts, self.default_order)?;
         let mut count = sqlx::QueryBuilder::new(self.count);
         apply_filters(&mut count, p, self.filters)?;
-        let total: i64 = count.build_query_scalar().fetch_one(db).await?;
         let mut q = sqlx::QueryBuilder::new(self.select);
         apply_filters(&mut q, p, self.filters)?;
         q.push(order)
@@ -404,7 +436,11 @@ impl ListQuery<'_> {
             .push_bind(page.per_page)
             .push(" OFFSET ")
             .push_bind(page.offset());
-        let rows: Vec<R> = q.build_query_as().fetch_all(db).await?;
+        // The count and the page do not depend on each other: one round trip's wait.
+        let (total, rows): (i64, Vec<R>) = futures::try_join!(
+            count.build_query_scalar().fetch_one(db),
+            q.build_query_as().fetch_all(db)
+        )?;
         Ok((rows, total))
     }
 }
@@ -417,12 +453,68 @@ pub fn page_response(
     page: &Page,
     url: &str,
 ) -> Response {
-    let count = items.len();
-    ok(&paginated(
-        object,
-        items,
-        pagination(total, count, page, url, None),
-    ))
+    let mut w = ListWriter::new(object, items.len());
+    for attrs in &items {
+        w.push(attrs);
+    }
+    w.finish_paginated(total, page, url)
+}
+
+/// Encodes a list body straight into one buffer, item by item, from any
+/// `Serialize` attributes (typed transformer output or JSON), byte for byte what
+/// `ok(&paginated(object, items, pagination(…)))` produces, without building the
+/// envelope as a JSON tree first.
+pub struct ListWriter {
+    buf: Vec<u8>,
+    /// `{"object":"<object>","attributes":`, encoded once.
+    head: Vec<u8>,
+    count: usize,
+}
+
+impl ListWriter {
+    /// `items` sizes the buffer (an item is typically a few hundred bytes).
+    pub fn new(object: &str, items: usize) -> ListWriter {
+        let mut buf = Vec::with_capacity(256 + items * 640);
+        buf.extend_from_slice(br#"{"object":"list","data":["#);
+        let mut head = br#"{"object":"#.to_vec();
+        json::str_into(&mut head, object);
+        head.extend_from_slice(br#","attributes":"#);
+        ListWriter {
+            buf,
+            head,
+            count: 0,
+        }
+    }
+
+    /// Appends `{"object": object, "attributes": attrs}`.
+    pub fn push<T: Serialize + ?Sized>(&mut self, attrs: &T) {
+        if self.count > 0 {
+            self.buf.push(b',');
+        }
+        self.buf.extend_from_slice(&self.head);
+        let mark = self.buf.len();
+        if !json::compact_into(&mut self.buf, attrs) {
+            // Our types do not fail to serialise; keep the body valid if one does.
+            self.buf.truncate(mark);
+            self.buf.extend_from_slice(b"{}");
+        }
+        self.buf.push(b'}');
+        self.count += 1;
+    }
+
+    /// Closes the list with `meta.pagination` and answers 200.
+    pub fn finish_paginated(mut self, total: i64, page: &Page, base: &str) -> Response {
+        self.buf.extend_from_slice(br#"],"meta":"#);
+        let meta = pagination(total, self.count, page, base, None);
+        json::compact_into(&mut self.buf, &meta);
+        self.buf.push(b'}');
+        let mut resp = (StatusCode::OK, self.buf).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
 }
 
 #[cfg(test)]
@@ -447,6 +539,43 @@ mod tests {
             m["pagination"]["links"],
             json!({"previous": "http://x/u?page=1", "next": "http://x/u?page=3"})
         );
+    }
+
+    #[test]
+    fn list_writer_matches_the_json_envelope_byte_for_byte() {
+        let p = Page {
+            page: 2,
+            per_page: 2,
+        };
+        let items = vec![
+            json!({"id": 1, "name": "a/b é", "relationships": {"x": {"object": "list", "data": []}}}),
+            json!({"id": 2, "name": null}),
+        ];
+        let expected = json::compact(&paginated(
+            "user",
+            items.clone(),
+            pagination(5, 2, &p, "http://x/api/application/users", None),
+        ));
+        let mut w = ListWriter::new("user", items.len());
+        for i in &items {
+            w.push(i);
+        }
+        let resp = w.finish_paginated(5, &p, "http://x/api/application/users");
+        let body = futures::executor::block_on(axum::body::to_bytes(resp.into_body(), usize::MAX))
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            String::from_utf8_lossy(&expected)
+        );
+        let empty = ListWriter::new("server", 0).finish_paginated(0, &p, "u");
+        let body = futures::executor::block_on(axum::body::to_bytes(empty.into_body(), usize::MAX))
+            .unwrap();
+        let expected = json::compact(&paginated(
+            "server",
+            vec![],
+            pagination(0, 0, &p, "u", None),
+        ));
+        assert_eq!(&body[..], &expected[..]);
     }
 
     #[test]

@@ -180,8 +180,53 @@ fn group(keys: Vec<i64>, vals: Vec<Value>) -> Grouped {
     m
 }
 
+/// A server's attributes as encoded: the transformer struct, then the requested
+/// relationships in include order (upstream puts them last).
+#[derive(serde::Serialize)]
+pub struct ServerAttributes {
+    #[serde(flatten)]
+    pub server: openapi::application::Server,
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "relationships"
+    )]
+    pub relationships: Vec<(&'static str, Related)>,
+}
+
+/// One relationship: JSON from another resource's renderer, or allocations that
+/// are encoded straight from their transformer structs.
+pub enum Related {
+    Json(Value),
+    Allocations(Vec<openapi::application::Allocation>),
+}
+
+impl serde::Serialize for Related {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Related::Json(v) => v.serialize(s),
+            Related::Allocations(list) => fractal::TypedList {
+                object: "allocation",
+                items: list,
+            }
+            .serialize(s),
+        }
+    }
+}
+
+fn relationships<S: serde::Serializer>(
+    rels: &[(&'static str, Related)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(rels.len()))?;
+    for (name, v) in rels {
+        m.serialize_entry(name, v)?;
+    }
+    m.end()
+}
+
 /// Servers with any of `allocations`, `user`, `subusers`, `nest`, `egg`,
-/// `variables`, `location`, `node`, `databases`.
+/// `variables`, `location`, `node`, `databases`, as JSON.
 pub fn render<'a>(
     st: &'a AppState,
     auth: &'a Auth,
@@ -189,21 +234,62 @@ pub fn render<'a>(
     inc: &'a Includes,
 ) -> BoxFuture<'a, ApiResult<Vec<Value>>> {
     async move {
+        render_typed(st, auth, rows, inc)
+            .await?
+            .into_iter()
+            .map(|s| serde_json::to_value(s).map_err(ApiError::internal))
+            .collect()
+    }
+    .boxed()
+}
+
+/// [`render`] without the JSON tree: what the list and item answers encode.
+pub fn render_typed<'a>(
+    st: &'a AppState,
+    auth: &'a Auth,
+    rows: Vec<ServerRow>,
+    inc: &'a Includes,
+) -> BoxFuture<'a, ApiResult<Vec<ServerAttributes>>> {
+    async move {
         let ids: Vec<i64> = rows.iter().map(|s| s.id).collect();
-        let envs = environments(st, &ids).await?;
+        // The allocations and the environments are independent: fetch them at once.
+        let want_allocations = inc.has("allocations") && auth.can_include(Acl::Allocations);
+        let allocations = async {
+            if want_allocations {
+                nodes::load_allocations_where(st, "a.server_id = ANY($1)", &ids)
+                    .await
+                    .map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let (envs, allocations) = futures::try_join!(environments(st, &ids), allocations)?;
         // (include name, allowed, values by server id, object name)
-        let mut rel_maps: Vec<(&str, Acl, bool, Grouped, &str)> = Vec::new();
+        let mut rel_maps: Vec<(&'static str, Acl, bool, Grouped, &str)> = Vec::new();
+        // Allocations without nested includes skip the JSON tree entirely.
+        let mut typed_allocations: Option<HashMap<i64, Vec<openapi::application::Allocation>>> =
+            None;
         // list relationships keyed by server id
         if inc.has("allocations") {
-            let ok = auth.can_include(Acl::Allocations);
+            let ok = want_allocations;
             let mut m = Grouped::new();
-            if ok {
-                let a = nodes::load_allocations_where(st, "a.server_id = ANY($1)", &ids).await?;
-                let keys: Vec<i64> = a.iter().filter_map(|x| x.server_id).collect();
-                m = group(
-                    keys,
-                    nodes::render_allocations(st, auth, a, &inc.nested("allocations")).await?,
-                );
+            if let Some(a) = allocations {
+                let nested = inc.nested("allocations");
+                if nested.is_empty() {
+                    let mut by: HashMap<i64, Vec<openapi::application::Allocation>> =
+                        HashMap::with_capacity(rows.len());
+                    for x in &a {
+                        if let Some(sid) = x.server_id {
+                            by.entry(sid)
+                                .or_default()
+                                .push(nodes::transform_allocation(x));
+                        }
+                    }
+                    typed_allocations = Some(by);
+                } else {
+                    let keys: Vec<i64> = a.iter().filter_map(|x| x.server_id).collect();
+                    m = group(keys, nodes::render_allocations(st, auth, a, &nested).await?);
+                }
             }
             rel_maps.push(("allocations", Acl::Allocations, ok, m, "allocation"));
         }
@@ -334,26 +420,33 @@ pub fn render<'a>(
         let mut out = Vec::with_capacity(rows.len());
         for s in rows {
             let env = envs.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
-            let mut v = serde_json::to_value(transform(&s, env)).map_err(ApiError::internal)?;
-            if !rel_maps.is_empty() {
-                let mut rel = Map::new();
-                for (name, _, ok, m, obj) in rel_maps.iter_mut() {
-                    let vals = m.remove(&s.id).unwrap_or_default();
-                    let val = if !*ok {
-                        fractal::null_resource()
-                    } else if ITEMS.contains(name) {
-                        vals.into_iter()
-                            .next()
-                            .map(|a| fractal::item(obj, a, None))
-                            .unwrap_or_else(fractal::null_resource)
-                    } else {
-                        fractal::list(obj, vals)
-                    };
-                    rel.insert(name.to_string(), val);
+            let server = transform(&s, env);
+            let mut relationships = Vec::with_capacity(rel_maps.len());
+            for (name, _, ok, m, obj) in rel_maps.iter_mut() {
+                if *name == "allocations" {
+                    if let Some(by) = typed_allocations.as_mut() {
+                        let list = by.remove(&s.id).unwrap_or_default();
+                        relationships.push(("allocations", Related::Allocations(list)));
+                        continue;
+                    }
                 }
-                v["relationships"] = Value::Object(rel);
+                let vals = m.remove(&s.id).unwrap_or_default();
+                let val = if !*ok {
+                    fractal::null_resource()
+                } else if ITEMS.contains(name) {
+                    vals.into_iter()
+                        .next()
+                        .map(|a| fractal::item(obj, a, None))
+                        .unwrap_or_else(fractal::null_resource)
+                } else {
+                    fractal::list(obj, vals)
+                };
+                relationships.push((*name, Related::Json(val)));
             }
-            out.push(v);
+            out.push(ServerAttributes {
+                server,
+                relationships,
+            });
         }
         Ok(out)
     }
@@ -421,10 +514,12 @@ pub async fn index(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResu
     }
     .fetch(&st.db, &p, &page)
     .await?;
-    let items = render(&st, &auth, rows, &Includes::from_params(&p)).await?;
-    Ok(fractal::page_response(
-        "server",
-        items,
+    let items = render_typed(&st, &auth, rows, &Includes::from_params(&p)).await?;
+    let mut w = fractal::ListWriter::new("server", items.len());
+    for s in &items {
+        w.push(s);
+    }
+    Ok(w.finish_paginated(
         total,
         &page,
         &format!("{}/api/application/servers", st.cfg.app_url),

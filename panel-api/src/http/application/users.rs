@@ -77,7 +77,7 @@ pub async fn find(st: &AppState, user_id: i64) -> ApiResult<UserRow> {
         .ok_or_else(ApiError::not_found)
 }
 
-/// Users with their requested relationships (`servers`).
+/// Users with their requested relationships (`servers`), as JSON.
 pub fn render<'a>(
     st: &'a AppState,
     auth: &'a Auth,
@@ -85,7 +85,25 @@ pub fn render<'a>(
     inc: &'a Includes,
 ) -> BoxFuture<'a, ApiResult<Vec<Value>>> {
     async move {
-        let mut out: Vec<Value> = Vec::with_capacity(rows.len());
+        render_typed(st, auth, rows, inc)
+            .await?
+            .into_iter()
+            .map(|u| serde_json::to_value(u).map_err(ApiError::internal))
+            .collect()
+    }
+    .boxed()
+}
+
+/// Users with their requested relationships (`servers`), as transformer structs
+/// (encoded straight into the response by the list and item answers).
+pub fn render_typed<'a>(
+    st: &'a AppState,
+    auth: &'a Auth,
+    rows: Vec<UserRow>,
+    inc: &'a Includes,
+) -> BoxFuture<'a, ApiResult<Vec<openapi::application::User>>> {
+    async move {
+        let mut out = Vec::with_capacity(rows.len());
         let mut servers_by_user: std::collections::HashMap<i64, Vec<Value>> = Default::default();
         let want_servers = inc.has("servers") && auth.can_include(Acl::Servers);
         if want_servers {
@@ -98,16 +116,18 @@ pub fn render<'a>(
             }
         }
         for u in rows {
-            let mut v = serde_json::to_value(transform(&u)).map_err(ApiError::internal)?;
+            let mut t = transform(&u);
             if inc.has("servers") {
                 let rel = if want_servers {
                     fractal::list("server", servers_by_user.remove(&u.id).unwrap_or_default())
                 } else {
                     fractal::null_resource()
                 };
-                v["relationships"] = json!({"servers": rel});
+                let mut m = serde_json::Map::with_capacity(1);
+                m.insert("servers".into(), rel);
+                t.relationships = Some(m);
             }
-            out.push(v);
+            out.push(t);
         }
         Ok(out)
     }
@@ -155,10 +175,12 @@ pub async fn index(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResu
     }
     .fetch(&st.db, &p, &page)
     .await?;
-    let items = render(&st, &auth, rows, &Includes::from_params(&p)).await?;
-    Ok(fractal::page_response(
-        "user",
-        items,
+    let items = render_typed(&st, &auth, rows, &Includes::from_params(&p)).await?;
+    let mut w = fractal::ListWriter::new("user", items.len());
+    for u in &items {
+        w.push(u);
+    }
+    Ok(w.finish_paginated(
         total,
         &page,
         &format!("{}/api/application/users", st.cfg.app_url),
