@@ -111,7 +111,11 @@ pub const METHODS: &[(&str, &[&str])] = &[
 
 /// The subuser permission catalog (§10): groups, their descriptions, and each key's
 /// description, in upstream's order.
-pub type PermissionGroup = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+pub type PermissionGroup = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
 
 pub const PERMISSIONS: &[PermissionGroup] = &[
     ("websocket", "Allows the user to connect to the server websocket, giving them access to view console output and realtime server stats.", &[
