@@ -141,12 +141,7 @@ pub fn announced_size(fs: &Filesystem, rel: &str) -> FsResult<u64> {
 
 fn sniff_format<R: std::io::BufRead>(r: &mut R) -> FsResult<Format> {
     let head = r.fill_buf()?;
-    let mut probe = head.to_vec();
-    if probe.len() < 263 {
-        // fill_buf may return less than a header on the first call.
-        probe.truncate(probe.len());
-    }
-    detect(&probe).ok_or(FsError::BadType)
+    detect(head).ok_or(FsError::BadType)
 }
 
 fn decoder<'a, R: std::io::BufRead + 'a>(format: Format, r: R) -> Box<dyn Read + 'a> {

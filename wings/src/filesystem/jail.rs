@@ -133,9 +133,10 @@ impl Jail {
     /// Opens (creating if needed) the root directory.
     pub fn open(path: &Path, uid: u32, gid: u32) -> FsResult<Jail> {
         std::fs::create_dir_all(path)?;
+        // The root itself must be a real directory, not a link to elsewhere.
         let fd = nix::fcntl::open(
             path,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
         Ok(Jail {
@@ -582,9 +583,10 @@ impl TempFile {
                 return Err(FsError::IsDirectory);
             }
         }
-        if let Some(f) = self.file.take() {
-            f.sync_data().ok();
-        }
+        // No fsync: the rename is atomic for readers, as upstream's in-place
+        // writes are not durable either; an fsync per file made many small
+        // uploads several times slower.
+        drop(self.file.take());
         nix::fcntl::renameat(
             Some(self.dir.as_raw_fd()),
             self.tmp.as_str(),

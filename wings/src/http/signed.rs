@@ -8,7 +8,7 @@ use crate::filesystem::{jail, FsError};
 use crate::pull::{self, PullError, PullRequest};
 use crate::App;
 use axum::extract::{ConnectInfo, Multipart, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use openapi::wings::TokenClaims;
@@ -126,14 +126,14 @@ pub async fn upload_file(
             let b = r.map_err(std::io::Error::other)?;
             seen += b.len() as u64;
             if seen > limit {
-                return Err(std::io::Error::other("upload limit"));
+                return Err(std::io::Error::from(std::io::ErrorKind::FileTooLarge));
             }
             Ok(b)
         });
         let res = fs.write_stream(&target, Box::pin(stream), 0o644).await;
         match res {
             Ok(_) => {}
-            Err(FsError::Io(e)) if e.to_string() == "upload limit" => {
+            Err(FsError::Io(e)) if e.kind() == std::io::ErrorKind::FileTooLarge => {
                 return Err(ApiError::new(StatusCode::BAD_REQUEST, too_large));
             }
             Err(FsError::Io(_)) => {
@@ -212,7 +212,6 @@ fn pull_error(e: PullError) -> ApiError {
 pub async fn pull(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    _headers: HeaderMap,
     JsonBody(req): JsonBody<PullBody>,
 ) -> Result<Response, ApiError> {
     pull_enabled(&app)?;
