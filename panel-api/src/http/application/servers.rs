@@ -71,6 +71,56 @@ pub struct ServerRow {
 pub const SELECT: &str = "SELECT s.*, n.location_id, l.short AS location_short FROM servers s
     JOIN nodes n ON n.id = s.node_id JOIN locations l ON l.id = n.location_id";
 
+/// [`SELECT`] with the columns named in [`ServerRow`]'s order, for [`Ordered`].
+const LIST_SELECT: &str = "SELECT s.id, s.external_id, s.uuid, s.uuid_short, s.node_id, s.name,
+    s.description, s.status, s.skip_scripts, s.owner_id, s.memory, s.swap, s.disk, s.io, s.cpu,
+    s.threads, s.oom_disabled, s.allocation_id, s.nest_id, s.egg_id, s.startup, s.image,
+    s.allocation_limit, s.database_limit, s.backup_limit, s.installed_at, s.created_at,
+    s.updated_at, n.location_id, l.short AS location_short FROM servers s
+    JOIN nodes n ON n.id = s.node_id JOIN locations l ON l.id = n.location_id";
+
+/// A [`ServerRow`] selected with [`LIST_SELECT`], decoded by position: a list page
+/// decodes 30 columns per row, and a by-name lookup hashes each name.
+pub struct Ordered(pub ServerRow);
+
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Ordered {
+    fn from_row(r: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(Ordered(ServerRow {
+            id: r.try_get(0)?,
+            external_id: r.try_get(1)?,
+            uuid: r.try_get(2)?,
+            uuid_short: r.try_get(3)?,
+            node_id: r.try_get(4)?,
+            name: r.try_get(5)?,
+            description: r.try_get(6)?,
+            status: r.try_get(7)?,
+            skip_scripts: r.try_get(8)?,
+            owner_id: r.try_get(9)?,
+            memory: r.try_get(10)?,
+            swap: r.try_get(11)?,
+            disk: r.try_get(12)?,
+            io: r.try_get(13)?,
+            cpu: r.try_get(14)?,
+            threads: r.try_get(15)?,
+            oom_disabled: r.try_get(16)?,
+            allocation_id: r.try_get(17)?,
+            nest_id: r.try_get(18)?,
+            egg_id: r.try_get(19)?,
+            startup: r.try_get(20)?,
+            image: r.try_get(21)?,
+            allocation_limit: r.try_get(22)?,
+            database_limit: r.try_get(23)?,
+            backup_limit: r.try_get(24)?,
+            installed_at: r.try_get(25)?,
+            created_at: r.try_get(26)?,
+            updated_at: r.try_get(27)?,
+            location_id: r.try_get(28)?,
+            location_short: r.try_get(29)?,
+        }))
+    }
+}
+
 /// Servers matching `cond` (over `s` / `n`, `$1` bound to `ids`), in id order.
 pub async fn load_where(st: &AppState, cond: &str, ids: &[i64]) -> ApiResult<Vec<ServerRow>> {
     Ok(
@@ -111,17 +161,21 @@ pub async fn environments(
 }
 
 pub fn transform(s: &ServerRow, env: &[(String, String)]) -> openapi::application::Server {
+    transform_owned(s.clone(), env.to_vec())
+}
+
+/// [`transform`] taking the row and its environment, so strings move rather than
+/// being copied.
+pub fn transform_owned(s: ServerRow, env: Vec<(String, String)>) -> openapi::application::Server {
     use openapi::application::*;
-    let mut environment = Map::new();
+    let mut environment = Map::with_capacity(env.len() + 4);
     for (k, v) in env {
-        environment.insert(k.clone(), Value::String(v.clone()));
+        environment.insert(k, Value::String(v));
     }
+    let uuid = s.uuid.to_string();
     environment.insert("STARTUP".into(), Value::String(s.startup.clone()));
-    environment.insert(
-        "P_SERVER_LOCATION".into(),
-        Value::String(s.location_short.clone()),
-    );
-    environment.insert("P_SERVER_UUID".into(), Value::String(s.uuid.to_string()));
+    environment.insert("P_SERVER_LOCATION".into(), Value::String(s.location_short));
+    environment.insert("P_SERVER_UUID".into(), Value::String(uuid.clone()));
     environment.insert(
         "P_SERVER_ALLOCATION_LIMIT".into(),
         json!(s.allocation_limit),
@@ -130,22 +184,23 @@ pub fn transform(s: &ServerRow, env: &[(String, String)]) -> openapi::applicatio
         s.status.as_deref(),
         Some("installing") | Some("install_failed")
     );
+    let suspended = s.status.as_deref() == Some("suspended");
     Server {
         id: s.id,
-        external_id: s.external_id.clone(),
-        uuid: s.uuid.to_string(),
-        identifier: s.uuid_short.clone(),
-        name: s.name.clone(),
-        description: s.description.clone(),
-        status: s.status.clone(),
-        suspended: s.status.as_deref() == Some("suspended"),
+        external_id: s.external_id,
+        uuid,
+        identifier: s.uuid_short,
+        name: s.name,
+        description: s.description,
+        status: s.status,
+        suspended,
         limits: ServerLimits {
             memory: s.memory,
             swap: s.swap,
             disk: s.disk,
             io: s.io,
             cpu: s.cpu,
-            threads: s.threads.clone(),
+            threads: s.threads,
             oom_disabled: s.oom_disabled,
         },
         feature_limits: FeatureLimits {
@@ -159,8 +214,8 @@ pub fn transform(s: &ServerRow, env: &[(String, String)]) -> openapi::applicatio
         nest: s.nest_id,
         egg: s.egg_id,
         container: ServerContainer {
-            startup_command: s.startup.clone(),
-            image: s.image.clone(),
+            startup_command: s.startup,
+            image: s.image,
             installed: if installing { 0 } else { 1 },
             environment,
         },
@@ -263,7 +318,7 @@ pub fn render_typed<'a>(
                 Ok(None)
             }
         };
-        let (envs, allocations) = futures::try_join!(environments(st, &ids), allocations)?;
+        let (mut envs, allocations) = futures::try_join!(environments(st, &ids), allocations)?;
         // (include name, allowed, values by server id, object name)
         let mut rel_maps: Vec<(&'static str, Acl, bool, Grouped, &str)> = Vec::new();
         // Allocations without nested includes skip the JSON tree entirely.
@@ -419,18 +474,19 @@ pub fn render_typed<'a>(
         const ITEMS: &[&str] = &["user", "nest", "egg", "location", "node"];
         let mut out = Vec::with_capacity(rows.len());
         for s in rows {
-            let env = envs.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
-            let server = transform(&s, env);
+            let id = s.id;
+            let env = envs.remove(&id).unwrap_or_default();
+            let server = transform_owned(s, env);
             let mut relationships = Vec::with_capacity(rel_maps.len());
             for (name, _, ok, m, obj) in rel_maps.iter_mut() {
                 if *name == "allocations" {
                     if let Some(by) = typed_allocations.as_mut() {
-                        let list = by.remove(&s.id).unwrap_or_default();
+                        let list = by.remove(&id).unwrap_or_default();
                         relationships.push(("allocations", Related::Allocations(list)));
                         continue;
                     }
                 }
-                let vals = m.remove(&s.id).unwrap_or_default();
+                let vals = m.remove(&id).unwrap_or_default();
                 let val = if !*ok {
                     fractal::null_resource()
                 } else if ITEMS.contains(name) {
@@ -505,15 +561,16 @@ pub async fn index(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResu
             ));
         }
     }
-    let (rows, total): (Vec<ServerRow>, i64) = fractal::ListQuery {
+    let (rows, total): (Vec<Ordered>, i64) = fractal::ListQuery {
         count: "SELECT COUNT(*) FROM servers s WHERE TRUE",
-        select: &format!("{SELECT} WHERE TRUE"),
+        select: &format!("{LIST_SELECT} WHERE TRUE"),
         filters: FILTERS,
         sorts: &[("id", "s.id"), ("uuid", "s.uuid")],
         default_order: "s.id",
     }
     .fetch(&st.db, &p, &page)
     .await?;
+    let rows = rows.into_iter().map(|o| o.0).collect();
     let items = render_typed(&st, &auth, rows, &Includes::from_params(&p)).await?;
     let mut w = fractal::ListWriter::new("server", items.len());
     for s in &items {

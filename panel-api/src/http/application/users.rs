@@ -23,7 +23,9 @@ pub fn router() -> Router<AppState> {
         .route("/users/{user}", get(view).patch(update).delete(delete))
 }
 
-#[derive(Clone, Debug, sqlx::FromRow)]
+/// A `users` row, selected with [`COLUMNS`] (decoded by position: list pages decode
+/// thousands of columns a second, and a by-name lookup hashes each name).
+#[derive(Clone, Debug)]
 pub struct UserRow {
     pub id: i64,
     pub external_id: Option<String>,
@@ -41,6 +43,45 @@ pub struct UserRow {
 
 pub const COLUMNS: &str =
     "id, external_id, uuid, username, email, name_first, name_last, language, root_admin, use_totp, created_at, updated_at";
+
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for UserRow {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(UserRow {
+            id: row.try_get(0)?,
+            external_id: row.try_get(1)?,
+            uuid: row.try_get(2)?,
+            username: row.try_get(3)?,
+            email: row.try_get(4)?,
+            name_first: row.try_get(5)?,
+            name_last: row.try_get(6)?,
+            language: row.try_get(7)?,
+            root_admin: row.try_get(8)?,
+            use_totp: row.try_get(9)?,
+            created_at: row.try_get(10)?,
+            updated_at: row.try_get(11)?,
+        })
+    }
+}
+
+/// [`transform`] taking the row, so its strings move instead of being copied.
+pub fn transform_owned(u: UserRow) -> openapi::application::User {
+    openapi::application::User {
+        id: u.id,
+        external_id: u.external_id,
+        uuid: u.uuid.to_string(),
+        username: u.username,
+        email: u.email,
+        first_name: u.name_first,
+        last_name: u.name_last,
+        language: u.language,
+        root_admin: u.root_admin,
+        two_factor: u.use_totp,
+        created_at: u.created_at,
+        updated_at: u.updated_at,
+        relationships: None,
+    }
+}
 
 pub fn transform(u: &UserRow) -> openapi::application::User {
     openapi::application::User {
@@ -116,10 +157,11 @@ pub fn render_typed<'a>(
             }
         }
         for u in rows {
-            let mut t = transform(&u);
+            let id = u.id;
+            let mut t = transform_owned(u);
             if inc.has("servers") {
                 let rel = if want_servers {
-                    fractal::list("server", servers_by_user.remove(&u.id).unwrap_or_default())
+                    fractal::list("server", servers_by_user.remove(&id).unwrap_or_default())
                 } else {
                     fractal::null_resource()
                 };
