@@ -55,6 +55,8 @@ pub struct Config {
     pub run_scheduler: bool,
     /// `PANEL_SCHEDULER_INTERVAL_MS` between scans for due schedules (default 10 s).
     pub scheduler_interval_ms: u64,
+    /// The S3 disk (`AWS_*` settings) used when `APP_BACKUP_DRIVER=s3`.
+    pub s3: Option<crate::s3::S3Config>,
 }
 
 fn env_bool(name: &str, default: bool) -> bool {
@@ -133,6 +135,7 @@ impl Config {
             activity_hide_admin: env_bool("APP_ACTIVITY_HIDE_ADMIN", false),
             run_scheduler: env_bool("PANEL_SCHEDULER", true),
             scheduler_interval_ms: env_or("PANEL_SCHEDULER_INTERVAL_MS", 10_000),
+            s3: crate::s3::S3Config::from_env(),
         })
     }
 
@@ -165,6 +168,7 @@ impl Config {
             activity_hide_admin: false,
             run_scheduler: true,
             scheduler_interval_ms: 500,
+            s3: None,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod json;
 pub mod jwt;
 pub mod openapi;
 pub mod ratelimit;
+pub mod s3;
 pub mod schedules;
 pub mod ssh;
 pub mod state;

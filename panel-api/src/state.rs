@@ -21,6 +21,8 @@ pub struct Inner {
     /// `throttle:10,5` on the remote-download route.
     pub pull_limiter: Limiter,
     pub daemon: DaemonClient,
+    /// The S3 backup disk, when `APP_BACKUP_DRIVER=s3`.
+    pub s3: Option<crate::s3::S3>,
 }
 
 impl std::ops::Deref for AppState {
@@ -33,6 +35,16 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(db: PgPool, cfg: Config, enc: Encrypter) -> anyhow::Result<AppState> {
         let daemon = DaemonClient::new(cfg.daemon_timeout_secs)?;
+        let s3 = if cfg.backup_driver == "s3" {
+            let c = cfg.s3.clone().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "APP_BACKUP_DRIVER=s3 needs AWS_BACKUPS_BUCKET (and AWS_ENDPOINT, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+                )
+            })?;
+            Some(crate::s3::S3::new(c)?)
+        } else {
+            None
+        };
         Ok(AppState(Arc::new(Inner {
             application_limiter: Limiter::per_minute(cfg.application_rate_limit),
             client_limiter: Limiter::per_minute(cfg.client_rate_limit),
@@ -41,6 +53,7 @@ impl AppState {
             cfg,
             enc,
             daemon,
+            s3,
         })))
     }
 }

@@ -51,6 +51,8 @@ pub struct Options {
     pub servers: Vec<(&'static str, i64)>,
     pub denylist: Option<Value>,
     pub tweak: Box<dyn FnOnce(&mut wings::config::Config) + Send>,
+    /// Changes to panel-api's configuration before it starts.
+    pub panel: Box<dyn FnOnce(&mut panel_api::config::Config) + Send>,
 }
 
 impl Default for Options {
@@ -59,13 +61,16 @@ impl Default for Options {
             servers: vec![("files", 1024)],
             denylist: None,
             tweak: Box::new(|_| {}),
+            panel: Box::new(|_| {}),
         }
     }
 }
 
 pub async fn stack(opts: Options) -> (Stack, Vec<Srv>) {
     ensure_image();
-    let p = Panel::start().await.expect("panel-api starts");
+    let p = Panel::start_with(opts.panel)
+        .await
+        .expect("panel-api starts");
     let admin = p.admin().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

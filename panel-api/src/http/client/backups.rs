@@ -178,6 +178,19 @@ pub async fn initiate(
     Ok(row)
 }
 
+/// A presigned GET of an S3 backup, valid five minutes (upstream's DownloadLinkService).
+fn s3_download_url(st: &AppState, server: &ServerRow, b: &BackupRow) -> ApiResult<String> {
+    let s3 = st.s3.as_ref().ok_or_else(|| {
+        ApiError::bad_request("The S3 backup disk is not configured on this panel.")
+    })?;
+    Ok(s3.presign(
+        "GET",
+        &crate::s3::backup_key(&server.uuid, &b.uuid),
+        &[],
+        300,
+    )?)
+}
+
 /// Upstream's DeleteBackupService: locked finished backups stay; the node's archive
 /// goes first (a 404 there is fine), then the row is soft-deleted.
 pub async fn delete_backup(st: &AppState, server: &ServerRow, b: &BackupRow) -> ApiResult<()> {
@@ -187,7 +200,13 @@ pub async fn delete_backup(st: &AppState, server: &ServerRow, b: &BackupRow) -> 
             "Cannot delete a backup that is marked as locked.",
         ));
     }
-    if b.disk == "wings" {
+    if b.disk == "s3" {
+        let s3 = st.s3.as_ref().ok_or_else(|| {
+            ApiError::bad_request("The S3 backup disk is not configured on this panel.")
+        })?;
+        s3.delete_object(&crate::s3::backup_key(&server.uuid, &b.uuid))
+            .await?;
+    } else if b.disk == "wings" {
         let node = crate::http::application::nodes::find(st, server.node_id).await?;
         match st
             .daemon
@@ -317,6 +336,16 @@ pub async fn download(
     let ctx = active(&st, &auth, &server).await?;
     let b = find(&st, &ctx, &backup).await?;
     ctx.require("backup.download")?;
+    if b.disk == "s3" {
+        let url = s3_download_url(&st, &ctx.server, &b)?;
+        ctx.log(&st, "server:backup.download", json!({"name": b.name}))
+            .await;
+        return Ok(fractal::ok(&fractal::item(
+            "signed_url",
+            json!({"url": url}),
+            None,
+        )));
+    }
     if b.disk != "wings" {
         return Err(ApiError::bad_request(
             "The backup requested references an unknown disk driver type and cannot be downloaded.",
@@ -399,6 +428,11 @@ pub async fn restore(
             "This backup cannot be restored at this time: not completed or failed.",
         ));
     }
+    let download_url = if b.disk == "s3" {
+        s3_download_url(&st, &ctx.server, &b)?
+    } else {
+        String::new()
+    };
     // Claim the server atomically so two restores cannot both start.
     let claimed = sqlx::query(
         "UPDATE servers SET status = 'restoring_backup', updated_at = now() WHERE id = $1 AND status IS NULL",
@@ -419,7 +453,7 @@ pub async fn restore(
             &b.uuid.to_string(),
             &b.disk,
             truncate,
-            "",
+            &download_url,
         )
         .await
     {

@@ -765,16 +765,20 @@ pub async fn state_conflict(
 #[derive(sqlx::FromRow)]
 struct BackupRef {
     id: i64,
+    uuid: uuid::Uuid,
     server_id: i64,
+    server_uuid: uuid::Uuid,
     is_successful: bool,
     completed_at: Option<chrono::DateTime<chrono::Utc>>,
     node_id: i64,
+    disk: String,
+    upload_id: Option<String>,
 }
 
 async fn backup_for_node(st: &AppState, raw: &str, node: &nodes::NodeRow) -> ApiResult<BackupRef> {
     let uuid: uuid::Uuid = raw.parse().map_err(|_| ApiError::not_found())?;
     let b: BackupRef = sqlx::query_as(
-        "SELECT b.id, b.server_id, b.is_successful, b.completed_at, s.node_id
+        "SELECT b.id, b.uuid, b.server_id, s.uuid AS server_uuid, b.is_successful, b.completed_at, s.node_id, b.disk, b.upload_id
          FROM backups b JOIN servers s ON s.id = b.server_id WHERE b.uuid = $1",
     )
     .bind(uuid)
@@ -804,14 +808,35 @@ pub async fn backup_upload_urls(
         ));
     }
     let p = crate::http::input::Params::parse(req.uri().query().unwrap_or(""));
-    if p.get("size").and_then(|s| s.parse::<u64>().ok()).is_none() {
+    let Some(size) = p
+        .get("size")
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|n| *n > 0)
+    else {
         return Err(ApiError::bad_request(
             "A non-empty \"size\" query parameter must be provided.",
         ));
+    };
+    let Some(s3) = st.s3.as_ref().filter(|_| b.disk == "s3") else {
+        return Err(ApiError::bad_request(
+            "The configured backup adapter is not an S3 compatible adapter.",
+        ));
+    };
+    let key = crate::s3::backup_key(&b.server_uuid, &b.uuid);
+    let upload_id = s3.create_multipart(&key).await?;
+    let part_size = s3.max_part_size();
+    let count = size.div_ceil(part_size);
+    let mut parts = Vec::with_capacity(count as usize);
+    for n in 1..=count {
+        parts.push(s3.presign_part(&key, &upload_id, n)?);
     }
-    // No S3 disk is configured on this panel yet, so every backup is a local one.
-    Err(ApiError::bad_request(
-        "The configured backup adapter is not an S3 compatible adapter.",
+    sqlx::query("UPDATE backups SET upload_id = $2, updated_at = now() WHERE id = $1")
+        .bind(b.id)
+        .bind(&upload_id)
+        .execute(&st.db)
+        .await?;
+    Ok(fractal::ok(
+        &json!({"parts": parts, "part_size": part_size}),
     ))
 }
 
@@ -822,18 +847,46 @@ pub async fn backup_status(
     req: Request,
 ) -> ApiResult<Response> {
     let node = node_of(&req)?;
+    let backup = backup_for_node(&st, &raw, &node).await?;
     let BackupRef {
         id,
         server_id,
         is_successful,
         ..
-    } = backup_for_node(&st, &raw, &node).await?;
+    } = backup;
     if is_successful {
         return Err(ApiError::bad_request(
             "Cannot update the status of a backup that is already marked as completed.",
         ));
     }
-    let body: BackupStatusRequest = json_body(req, 1 << 20).await?;
+    let mut body: BackupStatusRequest = json_body(req, 1 << 20).await?;
+    // An S3 backup is finished (or abandoned) on the bucket before the row says so.
+    if let (Some(s3), "s3") = (st.s3.as_ref(), backup.disk.as_str()) {
+        let Some(upload_id) = backup.upload_id.as_deref() else {
+            return Err(ApiError::bad_request(
+                "Cannot complete backup request: no upload_id present on model.",
+            ));
+        };
+        let key = crate::s3::backup_key(&backup.server_uuid, &backup.uuid);
+        if body.successful {
+            let mut parts: Vec<(i64, String)> = body
+                .parts
+                .iter()
+                .flatten()
+                .map(|p| (p.part_number, p.etag.clone()))
+                .collect();
+            parts.sort();
+            // A bucket that refuses the parts means the backup does not exist: it is
+            // recorded as failed rather than as a success pointing at nothing.
+            if let Err(e) = s3.complete_multipart(&key, upload_id, &parts).await {
+                tracing::warn!(backup = %backup.uuid, error = %format!("{e:#}"), "completing the S3 upload failed");
+                let _ = s3.abort_multipart(&key, upload_id).await;
+                body.successful = false;
+            }
+        } else if let Err(e) = s3.abort_multipart(&key, upload_id).await {
+            tracing::warn!(backup = %backup.uuid, error = %format!("{e:#}"), "aborting the S3 upload failed");
+        }
+    }
     let checksum =
         (!body.checksum.is_empty()).then(|| format!("{}:{}", body.checksum_type, body.checksum));
     sqlx::query(
