@@ -28,6 +28,26 @@ fn write_php_fragment<W: ?Sized + Write>(
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
+        // Eight bytes at a time while none is non-ASCII or a slash to escape.
+        while i + 8 <= bytes.len() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[i..i + 8]);
+            let w = u64::from_le_bytes(word);
+            let high = w & 0x8080_8080_8080_8080;
+            let slash = if escape_slash {
+                let x = w ^ 0x2f2f_2f2f_2f2f_2f2f;
+                x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080
+            } else {
+                0
+            };
+            if high | slash != 0 {
+                break;
+            }
+            i += 8;
+        }
+        if i >= bytes.len() {
+            break;
+        }
         let b = bytes[i];
         if b < 0x80 && !(escape_slash && b == b'/') {
             i += 1;
@@ -193,6 +213,38 @@ mod tests {
         let mut out = b"[".to_vec();
         str_into(&mut out, "x/y");
         assert_eq!(out, br#"["x\/y""#);
+    }
+
+    #[test]
+    fn long_strings_escape_the_same_at_every_position() {
+        // The reference: PHP's rules applied character by character.
+        fn reference(s: &str, slash: bool) -> String {
+            let mut out = String::new();
+            for ch in s.chars() {
+                if slash && ch == '/' {
+                    out.push_str("\\/");
+                } else if !ch.is_ascii() {
+                    let mut buf = [0u16; 2];
+                    for u in ch.encode_utf16(&mut buf) {
+                        out.push_str(&format!("\\u{:04x}", u));
+                    }
+                } else {
+                    out.push(ch);
+                }
+            }
+            out
+        }
+        for special in ["/", "é", "😀", "€"] {
+            for at in 0..40 {
+                let mut s: String = "abcdefghijklmnopqrstuvwxyz0123456789ABCD".into();
+                s.insert_str(at, special);
+                for slash in [true, false] {
+                    let mut out = Vec::new();
+                    write_php_fragment(&mut out, &s, slash).unwrap();
+                    assert_eq!(String::from_utf8(out).unwrap(), reference(&s, slash));
+                }
+            }
+        }
     }
 
     #[test]

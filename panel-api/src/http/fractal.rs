@@ -474,7 +474,13 @@ pub struct ListWriter {
 impl ListWriter {
     /// `items` sizes the buffer (an item is typically a few hundred bytes).
     pub fn new(object: &str, items: usize) -> ListWriter {
-        let mut buf = Vec::with_capacity(256 + items * 640);
+        ListWriter::with_item_size(object, items, 640)
+    }
+
+    /// Like [`ListWriter::new`] with the expected encoded size of one item, so a
+    /// page of large items is not copied while the buffer grows.
+    pub fn with_item_size(object: &str, items: usize, item_bytes: usize) -> ListWriter {
+        let mut buf = Vec::with_capacity(512 + items * item_bytes);
         buf.extend_from_slice(br#"{"object":"list","data":["#);
         let mut head = br#"{"object":"#.to_vec();
         json::str_into(&mut head, object);
