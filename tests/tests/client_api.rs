@@ -1655,3 +1655,45 @@ async fn the_client_rate_limit_is_per_user_with_headers() {
     r.assert_envelope(429, "ThrottleRequestsException");
     assert!(r.headers.contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_before_they_are_read() {
+    let p = Panel::start_with(|c| c.max_body_bytes = 1024)
+        .await
+        .unwrap();
+    let u = p.account("big", false, 1).await.unwrap();
+    // Declared too large: refused on the Content-Length alone.
+    let r = p
+        .call(
+            p.req(Method::PUT, "/api/client/account/email", Some(&u.key))
+                .header("Content-Type", "application/json")
+                .body(format!("{{\"email\":\"{}@x.io\"}}", "a".repeat(4096))),
+        )
+        .await
+        .unwrap();
+    r.assert_envelope(413, "PostTooLargeException");
+    // Streamed without a length: cut off at the limit.
+    let chunks = futures::stream::iter(
+        (0..64).map(|_| Ok::<_, std::io::Error>(bytes_of(&"a".repeat(1024)))),
+    );
+    let r = p
+        .call(
+            p.req(Method::PUT, "/api/client/account/email", Some(&u.key))
+                .header("Content-Type", "application/json")
+                .body(reqwest::Body::wrap_stream(chunks)),
+        )
+        .await
+        .unwrap();
+    r.assert_envelope(413, "PostTooLargeException");
+    // The account is untouched.
+    let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+        .bind(u.id)
+        .fetch_one(&p.db)
+        .await
+        .unwrap();
+    assert_eq!(email, "big@example.com");
+}
+
+fn bytes_of(s: &str) -> Vec<u8> {
+    s.as_bytes().to_vec()
+}
