@@ -160,12 +160,11 @@ pub async fn boot(mut cfg: Config, opts: BootOptions) -> anyhow::Result<Arc<App>
             }
         }
     });
-    let remote = app.shared.remote();
-    tokio::spawn(async move {
-        if let Err(e) = remote.reset_servers_state().await {
-            tracing::error!(error = %e, "failed to reset server states on the panel");
-        }
-    });
+    // Before serving, as upstream: done in the background, a server created right
+    // after boot could be marked installed by this reset while its install runs.
+    if let Err(e) = app.shared.remote().reset_servers_state().await {
+        tracing::error!(error = %e, "failed to reset server states on the panel");
+    }
     Ok(app)
 }
 
