@@ -46,16 +46,30 @@ impl MariaDb {
                 .status()
                 .context("chown")?;
         }
-        let mut c = Command::new(&install);
-        c.arg(format!("--datadir={}/data", dir.display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if root {
-            c.arg("--user=mysql");
+        // mariadb-install-db occasionally fails when several run at the same moment
+        // (tests start their own servers in parallel); a fresh attempt succeeds.
+        let mut last = String::new();
+        let mut ok = false;
+        for _ in 0..3 {
+            let _ = std::fs::remove_dir_all(dir.join("data"));
+            let mut c = Command::new(&install);
+            c.arg(format!("--datadir={}/data", dir.display()))
+                .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            if root {
+                c.arg("--user=mysql");
+            }
+            let out = c.output().context("mariadb-install-db")?;
+            if out.status.success() {
+                ok = true;
+                break;
+            }
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            std::thread::sleep(std::time::Duration::from_millis(500));
         }
-        if !c.status().context("mariadb-install-db")?.success() {
-            bail!("mariadb-install-db failed");
+        if !ok {
+            bail!("mariadb-install-db failed: {last}");
         }
         let port = crate::closed_port();
         let log = std::fs::File::create(dir.join("server.log"))?;

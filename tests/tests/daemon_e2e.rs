@@ -3,99 +3,20 @@
 //! the Application API, installed by the egg's script in an installer container,
 //! started and stopped through panel-api's daemon client, deleted with its files.
 
-use ferrodactyl_tests::Panel;
+mod wings_stack;
+
 use reqwest::Method;
 use serde_json::json;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use wings_stack::eventually;
 
-fn ensure_image() {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-image.sh");
-    let out = std::process::Command::new("sh")
-        .arg(&script)
-        .output()
-        .expect("run scripts/test-image.sh");
-    assert!(
-        out.status.success(),
-        "scripts/test-image.sh failed (is Docker running?): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
-}
-
-struct Stack {
-    p: Panel,
-    admin: ferrodactyl_tests::Account,
-    node: i64,
-    egg: i64,
-    wings_url: String,
-    wings_token: String,
-    data: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-async fn stack() -> Stack {
-    ensure_image();
-    let p = Panel::start().await.unwrap();
-    let admin = p.admin().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (_, node) = p.node(&admin, port).await.unwrap();
-    let (_, egg) = p.egg().await.unwrap();
-    let conf = p
-        .get(
-            &format!("/api/application/nodes/{node}/configuration"),
-            &admin.key,
-        )
-        .await
-        .unwrap()
-        .json;
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = wings::config::Config {
-        uuid: conf["uuid"].as_str().unwrap().into(),
-        token_id: conf["token_id"].as_str().unwrap().into(),
-        token: conf["token"].as_str().unwrap().into(),
-        remote: conf["remote"].as_str().unwrap().into(),
+async fn stack() -> wings_stack::Stack {
+    wings_stack::stack(wings_stack::Options {
+        servers: vec![],
         ..Default::default()
-    };
-    cfg.api.host = "127.0.0.1".into();
-    cfg.api.port = port;
-    let root = dir.path().join("root");
-    cfg.system.root_directory = root.to_string_lossy().into();
-    cfg.system.data = root.join("volumes").to_string_lossy().into();
-    cfg.system.archive_directory = root.join("archives").to_string_lossy().into();
-    cfg.system.backup_directory = root.join("backups").to_string_lossy().into();
-    cfg.system.log_directory = dir.path().join("log").to_string_lossy().into();
-    cfg.system.tmp_directory = dir.path().join("tmp").to_string_lossy().into();
-    cfg.system.username = "nobody".into();
-    let app = wings::boot(cfg, wings::BootOptions::new(dir.path().join("config.yml")))
-        .await
-        .expect("wings boots against panel-api");
-    tokio::spawn(wings::serve(app, listener));
-    Stack {
-        p,
-        admin,
-        node,
-        egg,
-        wings_url: format!("http://127.0.0.1:{port}"),
-        wings_token: conf["token"].as_str().unwrap().into(),
-        data: root.join("volumes"),
-        _dir: dir,
-    }
+    })
+    .await
+    .0
 }
 
 #[tokio::test]
@@ -220,8 +141,8 @@ async fn a_servers_life_through_the_application_api_and_a_real_wings() {
     let gone = eventually(Duration::from_secs(30), || async { !dir.exists() }).await;
     assert!(gone, "server files removed");
     let r = reqwest::Client::new()
-        .get(format!("{}/api/servers/{uuid}", s.wings_url))
-        .bearer_auth(&s.wings_token)
+        .get(format!("{}/api/servers/{uuid}", s.url))
+        .bearer_auth(&s.token)
         .send()
         .await
         .unwrap();

@@ -48,7 +48,7 @@ impl ActivityLog {
             ip: ip.map(|i| i.to_string()),
             timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         };
-        let mut q = self.queue.lock().expect("activity lock");
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if let Ok(line) = serde_json::to_string(&e) {
             if let Ok(mut f) = std::fs::OpenOptions::new()
                 .create(true)
@@ -62,7 +62,7 @@ impl ActivityLog {
     }
 
     pub fn pending(&self) -> Vec<ActivityEvent> {
-        self.queue.lock().expect("activity lock").clone()
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn rewrite(&self, q: &[ActivityEvent]) {
@@ -79,7 +79,7 @@ impl ActivityLog {
     /// Sends one batch; returns how many events were delivered.
     pub async fn flush(&self, remote: &RemoteClient, max: usize) -> anyhow::Result<usize> {
         let batch: Vec<ActivityEvent> = {
-            let q = self.queue.lock().expect("activity lock");
+            let q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             q.iter().take(max.max(1)).cloned().collect()
         };
         if batch.is_empty() {
@@ -87,7 +87,7 @@ impl ActivityLog {
         }
         let n = batch.len();
         remote.send_activity(&ActivityBatch { data: batch }).await?;
-        let mut q = self.queue.lock().expect("activity lock");
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         let take = n.min(q.len());
         q.drain(..take);
         self.rewrite(&q);

@@ -100,7 +100,7 @@ impl JwtState {
         };
         let now = now_nanos();
         let hour = 3_600 * 1_000_000_000i128;
-        let mut used = self.used.lock().expect("used lock");
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         used.retain(|_, t| now - *t < hour);
         if used.contains_key(id) {
             return false;
@@ -118,7 +118,7 @@ impl JwtState {
     pub fn deny(&self, jti: &str) {
         self.denylist
             .lock()
-            .expect("denylist lock")
+            .unwrap_or_else(|e| e.into_inner())
             .insert(jti.to_string(), now_nanos());
     }
 
@@ -134,7 +134,7 @@ impl JwtState {
         let Some(jti) = c.jti.as_deref() else {
             return false;
         };
-        matches!(self.denylist.lock().expect("denylist lock").get(jti), Some(t) if *t > iat)
+        matches!(self.denylist.lock().unwrap_or_else(|e| e.into_inner()).get(jti), Some(t) if *t > iat)
     }
 }
 

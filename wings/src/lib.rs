@@ -51,18 +51,24 @@ impl Shared {
 
     /// A snapshot of the current configuration.
     pub fn config(&self) -> Arc<config::Config> {
-        self.config.read().expect("config lock").clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn remote(&self) -> remote::RemoteClient {
-        self.remote.read().expect("remote lock").clone()
+        self.remote
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Swaps the configuration in memory (after `/api/update`).
     pub fn replace_config(&self, cfg: config::Config) -> anyhow::Result<()> {
         let remote = remote::RemoteClient::new(&cfg)?;
-        *self.remote.write().expect("remote lock") = remote;
-        *self.config.write().expect("config lock") = Arc::new(cfg);
+        *self.remote.write().unwrap_or_else(|e| e.into_inner()) = remote;
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
         Ok(())
     }
 }

@@ -61,7 +61,7 @@ impl Downloads {
     pub fn count(&self, server: &str) -> usize {
         self.map
             .lock()
-            .expect("downloads lock")
+            .unwrap_or_else(|e| e.into_inner())
             .values()
             .filter(|e| e.server == server)
             .count()
@@ -70,7 +70,7 @@ impl Downloads {
     pub fn list(&self, server: &str) -> Vec<Listed> {
         self.map
             .lock()
-            .expect("downloads lock")
+            .unwrap_or_else(|e| e.into_inner())
             .iter()
             .filter(|(_, e)| e.server == server)
             .map(|(id, e)| Listed {
@@ -82,7 +82,7 @@ impl Downloads {
 
     /// Registers a download; `None` when the server already has the maximum.
     pub fn register(&self, server: &str) -> Option<(String, Arc<AtomicU64>, CancellationToken)> {
-        let mut m = self.map.lock().expect("downloads lock");
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if m.values().filter(|e| e.server == server).count() >= MAX_PER_SERVER {
             return None;
         }
@@ -101,12 +101,15 @@ impl Downloads {
     }
 
     pub fn finish(&self, id: &str) {
-        self.map.lock().expect("downloads lock").remove(id);
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
     }
 
     /// Cancels a download if it belongs to `server`.
     pub fn cancel(&self, server: &str, id: &str) {
-        if let Some(e) = self.map.lock().expect("downloads lock").get(id) {
+        if let Some(e) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
             if e.server == server {
                 e.cancel.cancel();
             }
@@ -115,7 +118,7 @@ impl Downloads {
 
     /// Cancels every download of a deleted server.
     pub fn cancel_server(&self, server: &str) {
-        for e in self.map.lock().expect("downloads lock").values() {
+        for e in self.map.lock().unwrap_or_else(|e| e.into_inner()).values() {
             if e.server == server {
                 e.cancel.cancel();
             }

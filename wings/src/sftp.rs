@@ -65,14 +65,14 @@ struct Limiter {
 
 impl Limiter {
     fn blocked(&self, ip: IpAddr) -> bool {
-        let mut m = self.failures.lock().expect("limiter lock");
+        let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let list = m.entry(ip).or_default();
         list.retain(|t| t.elapsed() < FAILURE_WINDOW);
         list.len() >= MAX_FAILURES
     }
 
     fn failed(&self, ip: IpAddr) {
-        let mut m = self.failures.lock().expect("limiter lock");
+        let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         m.entry(ip).or_default().push(Instant::now());
         if m.len() > 10_000 {
             m.retain(|_, v| v.iter().any(|t| t.elapsed() < FAILURE_WINDOW));

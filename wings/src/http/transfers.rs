@@ -40,7 +40,7 @@ pub async fn start(
     let cancel = tokio_util::sync::CancellationToken::new();
     app.transfers
         .lock()
-        .expect("transfers lock")
+        .unwrap_or_else(|e| e.into_inner())
         .insert(id.clone(), cancel.clone());
     server.publish(Event::TransferStatus("processing".into()));
     let app2 = app.clone();
@@ -49,7 +49,7 @@ pub async fn start(
             crate::transfer::push(app2.clone(), server.clone(), req.url, req.token, cancel).await;
         app2.transfers
             .lock()
-            .expect("transfers lock")
+            .unwrap_or_else(|e| e.into_inner())
             .remove(&server.uuid);
         if let Err(e) = res {
             tracing::error!(server = %server.uuid, error = %e, "outgoing transfer failed");
@@ -77,7 +77,7 @@ pub async fn cancel(
     let token = app
         .transfers
         .lock()
-        .expect("transfers lock")
+        .unwrap_or_else(|e| e.into_inner())
         .get(&id)
         .cloned();
     match token {

@@ -145,7 +145,7 @@ impl Conn {
     }
 
     fn claims(&self) -> Option<TokenClaims> {
-        self.token.read().expect("token lock").clone()
+        self.token.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn can(&self, perm: &str) -> bool {
@@ -304,8 +304,12 @@ impl Conn {
                 .send_error(ErrorKind::Jwt(jwt::ERR_NO_CONNECT.into()))
                 .await;
         }
-        let first = self.token.read().expect("token lock").is_none();
-        *self.token.write().expect("token lock") = Some(claims);
+        let first = self
+            .token
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none();
+        *self.token.write().unwrap_or_else(|e| e.into_inner()) = Some(claims);
         self.raw(WebsocketMessage::new(events::AUTH_SUCCESS, vec![]))
             .await;
         if !first || self.started.swap(true, Ordering::SeqCst) {

@@ -16,14 +16,14 @@ impl Manager {
     pub fn add(&self, s: Arc<Server>) {
         self.servers
             .write()
-            .expect("manager lock")
+            .unwrap_or_else(|e| e.into_inner())
             .insert(s.uuid.clone(), s);
     }
 
     pub fn get(&self, uuid: &str) -> Option<Arc<Server>> {
         self.servers
             .read()
-            .expect("manager lock")
+            .unwrap_or_else(|e| e.into_inner())
             .get(uuid)
             .cloned()
     }
@@ -31,21 +31,21 @@ impl Manager {
     pub fn remove(&self, uuid: &str) -> Option<Arc<Server>> {
         self.servers
             .write()
-            .expect("manager lock")
+            .unwrap_or_else(|e| e.into_inner())
             .shift_remove(uuid)
     }
 
     pub fn all(&self) -> Vec<Arc<Server>> {
         self.servers
             .read()
-            .expect("manager lock")
+            .unwrap_or_else(|e| e.into_inner())
             .values()
             .cloned()
             .collect()
     }
 
     pub fn len(&self) -> usize {
-        self.servers.read().expect("manager lock").len()
+        self.servers.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -168,11 +168,17 @@ impl Server {
     // ------------------------------------------------------------------ accessors
 
     pub fn settings(&self) -> ServerSettings {
-        self.settings.read().expect("settings lock").clone()
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn process_configuration(&self) -> ProcessConfiguration {
-        self.process.read().expect("process lock").clone()
+        self.process
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn state(&self) -> State {
@@ -193,7 +199,10 @@ impl Server {
     }
 
     pub fn is_suspended(&self) -> bool {
-        self.settings.read().expect("settings lock").suspended
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .suspended
     }
 
     pub fn is_installing(&self) -> bool {
@@ -217,7 +226,7 @@ impl Server {
     pub fn console_history(&self) -> Vec<String> {
         self.ring
             .lock()
-            .expect("ring lock")
+            .unwrap_or_else(|e| e.into_inner())
             .iter()
             .cloned()
             .collect()
@@ -242,7 +251,7 @@ impl Server {
         self.publish(Event::Status(new));
         if new == State::Offline {
             {
-                let mut u = self.usage.lock().expect("usage lock");
+                let mut u = self.usage.lock().unwrap_or_else(|e| e.into_inner());
                 u.sample = Default::default();
                 u.started_at = None;
             }
@@ -252,7 +261,7 @@ impl Server {
 
     /// `utilization` / the `stats` payload.
     pub fn proc_usage(&self) -> ResourceUsage {
-        let u = self.usage.lock().expect("usage lock");
+        let u = self.usage.lock().unwrap_or_else(|e| e.into_inner());
         let uptime = u
             .started_at
             .map(|s| (chrono::Utc::now() - s).num_milliseconds().max(0))
@@ -267,7 +276,7 @@ impl Server {
             },
             uptime,
             state: self.state().as_str().to_string(),
-            disk_bytes: self.disk.lock().expect("disk lock").bytes,
+            disk_bytes: self.disk.lock().unwrap_or_else(|e| e.into_inner()).bytes,
         }
     }
 
@@ -321,13 +330,13 @@ impl Server {
             .map(|d| Matcher::compile(d))
             .collect();
         {
-            let mut s = self.settings.write().expect("settings lock");
+            let mut s = self.settings.write().unwrap_or_else(|e| e.into_inner());
             let denylist = std::mem::take(&mut s.egg.file_denylist);
             *s = cfg.settings;
             s.egg.file_denylist = denylist;
         }
-        *self.process.write().expect("process lock") = cfg.process_configuration;
-        *self.matchers.write().expect("matchers lock") = matchers;
+        *self.process.write().unwrap_or_else(|e| e.into_inner()) = cfg.process_configuration;
+        *self.matchers.write().unwrap_or_else(|e| e.into_inner()) = matchers;
     }
 
     /// Re-fetches the configuration from the Panel and applies limits live (§1.5 sync).
@@ -470,8 +479,10 @@ impl Server {
             self.attach().await?;
             env.start(&self.uuid).await?;
             if let Ok(Some(st)) = env.status(&self.uuid).await {
-                self.usage.lock().expect("usage lock").started_at =
-                    parse_time(st.started_at.as_deref());
+                self.usage
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .started_at = parse_time(st.started_at.as_deref());
             }
             Ok(())
         }
@@ -539,8 +550,10 @@ impl Server {
     /// without restarting it.
     pub async fn reattach(self: &Arc<Self>) -> Result<(), ServerError> {
         if let Ok(Some(st)) = self.shared.env.status(&self.uuid).await {
-            self.usage.lock().expect("usage lock").started_at =
-                parse_time(st.started_at.as_deref());
+            self.usage
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .started_at = parse_time(st.started_at.as_deref());
         }
         self.set_state(State::Running);
         self.attach().await
@@ -598,7 +611,7 @@ impl Server {
                 let strip = self
                     .process
                     .read()
-                    .expect("process lock")
+                    .unwrap_or_else(|e| e.into_inner())
                     .startup
                     .strip_ansi;
                 let test = if strip {
@@ -609,7 +622,7 @@ impl Server {
                 if self
                     .matchers
                     .read()
-                    .expect("matchers lock")
+                    .unwrap_or_else(|e| e.into_inner())
                     .iter()
                     .any(|m| m.matches(&test))
                 {
@@ -617,7 +630,7 @@ impl Server {
                 }
             }
             State::Running => {
-                let p = self.process.read().expect("process lock");
+                let p = self.process.read().unwrap_or_else(|e| e.into_inner());
                 if p.stop.kind == "command" && line == p.stop.value {
                     drop(p);
                     self.set_state(State::Offline);
@@ -626,13 +639,17 @@ impl Server {
             _ => {}
         }
         {
-            let mut ring = self.ring.lock().expect("ring lock");
+            let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
             if ring.len() == RING_LINES {
                 ring.pop_front();
             }
             ring.push_back(line.clone());
         }
-        let verdict = self.throttle.lock().expect("throttle lock").check();
+        let verdict = self
+            .throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .check();
         match verdict {
             Verdict::Pass => self.publish(Event::Console(line)),
             Verdict::Drop { notify: true } => {
@@ -652,7 +669,7 @@ impl Server {
             if self.state() == State::Offline {
                 break;
             }
-            self.usage.lock().expect("usage lock").sample = sample;
+            self.usage.lock().unwrap_or_else(|e| e.into_inner()).sample = sample;
             let used = self.disk_usage(true).await;
             let limit = self.settings().build.disk_space * 1024 * 1024;
             if limit > 0 && used > limit && !self.disk_stop_sent.swap(true, Ordering::SeqCst) {
@@ -696,7 +713,7 @@ impl Server {
         self.notice(&format!("Exit code: {}", st.exit_code));
         self.notice(&format!("Out of memory: {}", st.oom_killed));
         {
-            let mut last = self.last_crash.lock().expect("crash lock");
+            let mut last = self.last_crash.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(t) = *last {
                 if cfg.timeout > 0 && t.elapsed() < Duration::from_secs(cfg.timeout as u64) {
                     drop(last);
@@ -835,14 +852,21 @@ impl Server {
             return 0;
         }
         let fresh = {
-            let d = self.disk.lock().expect("disk lock");
+            let d = self.disk.lock().unwrap_or_else(|e| e.into_inner());
             d.checked
                 .is_some_and(|t| t.elapsed() < Duration::from_secs(interval as u64))
         };
         if fresh {
-            return self.disk.lock().expect("disk lock").bytes;
+            return self.disk.lock().unwrap_or_else(|e| e.into_inner()).bytes;
         }
-        if stale_ok && self.disk.lock().expect("disk lock").checked.is_some() {
+        if stale_ok
+            && self
+                .disk
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .checked
+                .is_some()
+        {
             if !self.disk_refreshing.swap(true, Ordering::SeqCst) {
                 let me = self.clone();
                 tokio::spawn(async move {
@@ -850,7 +874,7 @@ impl Server {
                     me.disk_refreshing.store(false, Ordering::SeqCst);
                 });
             }
-            return self.disk.lock().expect("disk lock").bytes;
+            return self.disk.lock().unwrap_or_else(|e| e.into_inner()).bytes;
         }
         self.compute_disk().await
     }
@@ -866,18 +890,18 @@ impl Server {
         if limit == 0 || delta <= 0 || self.shared.config().system.disk_check_interval <= 0 {
             return true;
         }
-        self.disk.lock().expect("disk lock").bytes + delta <= limit
+        self.disk.lock().unwrap_or_else(|e| e.into_inner()).bytes + delta <= limit
     }
 
     /// Adjusts the cached usage after a write through the API or SFTP.
     pub fn add_disk_usage(&self, delta: i64) {
-        let mut d = self.disk.lock().expect("disk lock");
+        let mut d = self.disk.lock().unwrap_or_else(|e| e.into_inner());
         d.bytes = (d.bytes + delta).max(0);
     }
 
     /// Forgets the cached usage so the next check walks the tree again.
     pub fn invalidate_disk_usage(&self) {
-        self.disk.lock().expect("disk lock").checked = None;
+        self.disk.lock().unwrap_or_else(|e| e.into_inner()).checked = None;
     }
 
     /// Marks the server transferring (power actions are refused meanwhile).
@@ -896,7 +920,10 @@ impl Server {
 
     /// Sets the suspended flag locally (restores suspend the server meanwhile).
     pub fn set_suspended(&self, v: bool) {
-        self.settings.write().expect("settings lock").suspended = v;
+        self.settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .suspended = v;
     }
 
     async fn compute_disk(&self) -> i64 {
@@ -904,7 +931,7 @@ impl Server {
         let bytes = tokio::task::spawn_blocking(move || dir_size(&dir))
             .await
             .unwrap_or(0);
-        let mut d = self.disk.lock().expect("disk lock");
+        let mut d = self.disk.lock().unwrap_or_else(|e| e.into_inner());
         d.bytes = bytes;
         d.checked = Some(Instant::now());
         bytes
@@ -915,7 +942,10 @@ impl Server {
     /// Deletes the server (§1.5): suspend, `deleted` event, close sockets, remove the
     /// container; the data directory is removed in the background.
     pub async fn destroy(&self) -> Result<(), ServerError> {
-        self.settings.write().expect("settings lock").suspended = true;
+        self.settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .suspended = true;
         if self.is_transferring() {
             self.publish(Event::TransferStatus("completed".into()));
         }

@@ -36,15 +36,7 @@ async fn log(st: &AppState, auth: &Auth, event: &str, properties: Value) {
         kind: "user",
         id: auth.user_id,
     }];
-    let mut e = crate::activity::Event::new(event);
-    e.actor_user = Some(auth.user_id);
-    e.api_key_id = Some(auth.key_id);
-    e.ip = auth.ip.as_deref();
-    e.properties = properties;
-    e.subjects = &subjects;
-    if let Err(err) = crate::activity::log(&st.db, &e).await {
-        tracing::warn!(error = %err, event, "could not write an activity log entry");
-    }
+    super::log_as(st, auth, event, properties, &subjects).await
 }
 
 #[derive(sqlx::FromRow)]

@@ -351,30 +351,13 @@ pub async fn download(
             "The backup requested references an unknown disk driver type and cannot be downloaded.",
         ));
     }
-    let address = super::servers::node_address(&ctx.node);
     let mut claims = serde_json::Map::new();
     claims.insert("backup_uuid".into(), b.uuid.to_string().into());
     claims.insert("server_uuid".into(), ctx.server.uuid.to_string().into());
-    let uuid = auth.user_uuid.to_string();
-    let token = crate::jwt::mint(
-        &ctx.conn(&st)?.token,
-        &st.cfg.app_url,
-        &address,
-        &format!("{}{}", auth.user_id, ctx.server.uuid),
-        900,
-        claims,
-        Some(crate::jwt::TokenUser {
-            id: auth.user_id,
-            uuid: &uuid,
-        }),
-    );
+    let item = ctx.signed_url(&st, "/download/backup", claims)?;
     ctx.log(&st, "server:backup.download", json!({"name": b.name}))
         .await;
-    Ok(fractal::ok(&fractal::item(
-        "signed_url",
-        json!({"url": format!("{address}/download/backup?token={token}")}),
-        None,
-    )))
+    Ok(fractal::ok(&item))
 }
 
 #[utoipa::path(post, path = "/api/client/servers/{server}/backups/{backup}/lock", tag = "client backups",

@@ -184,34 +184,6 @@ pub async fn contents(
     Ok(r)
 }
 
-fn signed(
-    st: &AppState,
-    ctx: &Ctx,
-    auth: &Auth,
-    route: &str,
-    claims: Map<String, Value>,
-) -> ApiResult<Value> {
-    let address = super::servers::node_address(&ctx.node);
-    let uuid = auth.user_uuid.to_string();
-    let token = crate::jwt::mint(
-        &ctx.conn(st)?.token,
-        &st.cfg.app_url,
-        &address,
-        &format!("{}{}", auth.user_id, ctx.server.uuid),
-        900,
-        claims,
-        Some(crate::jwt::TokenUser {
-            id: auth.user_id,
-            uuid: &uuid,
-        }),
-    );
-    Ok(fractal::item(
-        "signed_url",
-        json!({"url": format!("{address}{route}?token={token}")}),
-        None,
-    ))
-}
-
 #[utoipa::path(get, path = "/api/client/servers/{server}/files/download", tag = "client files",
     params(("server" = String, Path), ("file" = String, Query)), responses((status = 200, description = "`signed_url`")), security(("api_key" = [])))]
 pub async fn download(
@@ -229,7 +201,7 @@ pub async fn download(
     let mut claims = Map::new();
     claims.insert("file_path".into(), Value::String(decoded));
     claims.insert("server_uuid".into(), ctx.server.uuid.to_string().into());
-    let item = signed(&st, &ctx, &auth, "/download/file", claims)?;
+    let item = ctx.signed_url(&st, "/download/file", claims)?;
     ctx.log(&st, "server:file.download", json!({"file": file}))
         .await;
     Ok(fractal::ok(&item))
@@ -246,13 +218,7 @@ pub async fn upload(
     ctx.require("file.create")?;
     let mut claims = Map::new();
     claims.insert("server_uuid".into(), ctx.server.uuid.to_string().into());
-    Ok(fractal::ok(&signed(
-        &st,
-        &ctx,
-        &auth,
-        "/upload/file",
-        claims,
-    )?))
+    Ok(fractal::ok(&ctx.signed_url(&st, "/upload/file", claims)?))
 }
 
 /// `root`: `required|nullable|string` (required wins: null and "" are refused).

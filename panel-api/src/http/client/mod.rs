@@ -238,6 +238,45 @@ impl Ctx {
         }
     }
 
+    /// A JWT for this server's node, for the caller (upstream's NodeJWTService with
+    /// `identifiedBy(user id . server uuid)`).
+    pub fn mint(
+        &self,
+        st: &AppState,
+        node: &nodes::NodeRow,
+        ttl_secs: i64,
+        claims: serde_json::Map<String, serde_json::Value>,
+    ) -> ApiResult<String> {
+        let uuid = self.auth.user_uuid.to_string();
+        Ok(crate::jwt::mint(
+            &st.enc.decrypt(&node.daemon_token)?,
+            &st.cfg.app_url,
+            &servers::node_address(node),
+            &format!("{}{}", self.auth.user_id, self.server.uuid),
+            ttl_secs,
+            claims,
+            Some(crate::jwt::TokenUser {
+                id: self.auth.user_id,
+                uuid: &uuid,
+            }),
+        ))
+    }
+
+    /// A `signed_url` item for `route` on this server's node (15 minutes).
+    pub fn signed_url(
+        &self,
+        st: &AppState,
+        route: &str,
+        claims: serde_json::Map<String, serde_json::Value>,
+    ) -> ApiResult<serde_json::Value> {
+        let token = self.mint(st, &self.node, 900, claims)?;
+        Ok(crate::http::fractal::item(
+            "signed_url",
+            serde_json::json!({"url": format!("{}{route}?token={token}", servers::node_address(&self.node))}),
+            None,
+        ))
+    }
+
     pub fn conn(&self, st: &AppState) -> ApiResult<crate::daemon::NodeConn> {
         self.node.conn(st)
     }
@@ -259,15 +298,27 @@ impl Ctx {
             id: self.server.id,
         }];
         subjects.extend_from_slice(extra);
-        let mut e = crate::activity::Event::new(event);
-        e.actor_user = Some(self.auth.user_id);
-        e.api_key_id = Some(self.auth.key_id);
-        e.ip = self.auth.ip.as_deref();
-        e.properties = properties;
-        e.subjects = &subjects;
-        if let Err(err) = crate::activity::log(&st.db, &e).await {
-            tracing::warn!(error = %err, event, "could not write an activity log entry");
-        }
+        log_as(st, &self.auth, event, properties, &subjects).await
+    }
+}
+
+/// Writes an activity event performed by the authenticated caller (actor, key, ip).
+/// A failed write is logged, never turned into a failed request.
+pub async fn log_as(
+    st: &AppState,
+    auth: &Auth,
+    event: &str,
+    properties: serde_json::Value,
+    subjects: &[crate::activity::Subject<'_>],
+) {
+    let mut e = crate::activity::Event::new(event);
+    e.actor_user = Some(auth.user_id);
+    e.api_key_id = Some(auth.key_id);
+    e.ip = auth.ip.as_deref();
+    e.properties = properties;
+    e.subjects = subjects;
+    if let Err(err) = crate::activity::log(&st.db, &e).await {
+        tracing::warn!(error = %err, event, "could not write an activity log entry");
     }
 }
 

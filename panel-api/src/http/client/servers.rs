@@ -623,23 +623,11 @@ pub async fn websocket(
             node = crate::http::application::nodes::find(&st, new_node).await?;
         }
     }
-    let address = node_address(&node);
     let mut claims = Map::new();
     claims.insert("server_uuid".into(), ctx.server.uuid.to_string().into());
     claims.insert("permissions".into(), json!(ctx.user_permissions()));
-    let uuid = auth.user_uuid.to_string();
-    let token = crate::jwt::mint(
-        &st.enc.decrypt(&node.daemon_token)?,
-        &st.cfg.app_url,
-        &address,
-        &format!("{}{}", auth.user_id, ctx.server.uuid),
-        600,
-        claims,
-        Some(crate::jwt::TokenUser {
-            id: auth.user_id,
-            uuid: &uuid,
-        }),
-    );
+    let token = ctx.mint(&st, &node, 600, claims)?;
+    let address = node_address(&node);
     let socket = format!(
         "{}/api/servers/{}/ws",
         address

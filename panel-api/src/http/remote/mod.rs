@@ -582,20 +582,7 @@ pub async fn permissions_for(
 /// The SHA-256 fingerprint of an OpenSSH public key line, as upstream stores it
 /// (base64 without padding, no `SHA256:` prefix).
 pub fn ssh_fingerprint(line: &str) -> Option<String> {
-    use base64::Engine;
-    use sha2::Digest;
-    let mut parts = line.split_whitespace();
-    let first = parts.next()?;
-    let blob =
-        if first.starts_with("ssh-") || first.starts_with("ecdsa-") || first.starts_with("sk-") {
-            parts.next()?
-        } else {
-            first
-        };
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(blob)
-        .ok()?;
-    Some(base64::engine::general_purpose::STANDARD_NO_PAD.encode(sha2::Sha256::digest(&raw)))
+    crate::ssh::parse(line).ok().map(|k| k.fingerprint)
 }
 
 /// `POST /sftp/auth` — checks an SFTP login for the daemon.
