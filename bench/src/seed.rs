@@ -124,3 +124,97 @@ pub async fn seed(db: &PgPool, app_key: &str, users: i64, servers: i64) -> Resul
         application_key: key.token(),
     })
 }
+
+/// The Client API benchmark's user: a seeded non-admin who owns some servers and is
+/// a subuser of others, with a `ptlc_` key.
+#[derive(Debug)]
+pub struct ClientUser {
+    pub id: i64,
+    pub username: String,
+    /// The `ptlc_` bearer token.
+    pub client_key: String,
+    /// 8-character identifiers of the servers they own, in id order.
+    pub owned: Vec<String>,
+    /// Identifiers of the servers they are a subuser of, in id order.
+    pub shared: Vec<String>,
+    /// What every subuser row grants them.
+    pub permissions: Vec<String>,
+}
+
+/// Makes the first seeded user the owner of `owned` and a subuser of `shared` of
+/// the first `owned + shared` servers (every fifth and the one after it are shared,
+/// so both kinds are spread over the list), and gives them a client key.
+pub async fn client_user(db: &PgPool, owned: i64, shared: i64) -> Result<ClientUser> {
+    let (id, username): (i64, String) =
+        sqlx::query_as("SELECT id, username FROM users WHERE NOT root_admin ORDER BY id LIMIT 1")
+            .fetch_one(db)
+            .await?;
+    let total = owned + shared;
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, uuid_short FROM servers ORDER BY id LIMIT $1")
+            .bind(total)
+            .fetch_all(db)
+            .await?;
+    if rows.len() as i64 != total {
+        anyhow::bail!("{total} servers needed, {} seeded", rows.len());
+    }
+    let (mut own, mut share) = (Vec::new(), Vec::new());
+    for (i, (sid, short)) in rows.into_iter().enumerate() {
+        let shared_slot = i % 5 < 2 && (share.len() as i64) < shared;
+        if shared_slot || own.len() as i64 >= owned {
+            share.push((sid, short));
+        } else {
+            own.push((sid, short));
+        }
+    }
+    let permissions: Vec<String> = [
+        "control.console",
+        "control.start",
+        "control.stop",
+        "control.restart",
+        "websocket.connect",
+        "file.read",
+        "file.read-content",
+        "backup.read",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut tx = db.begin().await?;
+    let own_ids: Vec<i64> = own.iter().map(|(i, _)| *i).collect();
+    sqlx::query("UPDATE servers SET owner_id = $1 WHERE id = ANY($2)")
+        .bind(id)
+        .bind(&own_ids)
+        .execute(&mut *tx)
+        .await?;
+    let share_ids: Vec<i64> = share.iter().map(|(i, _)| *i).collect();
+    // Shared servers stay owned by someone else.
+    sqlx::query(
+        "UPDATE servers SET owner_id = (SELECT max(id) FROM users WHERE NOT root_admin)
+         WHERE id = ANY($1) AND owner_id = $2",
+    )
+    .bind(&share_ids)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO subusers (user_id, server_id, permissions) SELECT $1, s, $3 FROM unnest($2::bigint[]) s",
+    )
+    .bind(id)
+    .bind(&share_ids)
+    .bind(serde_json::json!(permissions))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    sqlx::query("ANALYZE servers, subusers").execute(db).await?;
+    let key = panel_api::apikeys::create(db, id, 1, "client benchmark", &[])
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the client key: {e:?}"))?;
+    Ok(ClientUser {
+        id,
+        username,
+        client_key: key.token(),
+        owned: own.into_iter().map(|(_, s)| s).collect(),
+        shared: share.into_iter().map(|(_, s)| s).collect(),
+        permissions,
+    })
+}
