@@ -552,3 +552,37 @@ pub struct ServerDatabaseRequest {
     pub remote: String,
     pub host: i64,
 }
+
+/// `server_transfer`: Ferrodactyl's extension route
+/// `/api/application/servers/{server}/transfer` (upstream starts transfers only from
+/// its admin UI). The columns of upstream's `server_transfers` table; `successful`
+/// is `null` while the transfer runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServerTransfer {
+    pub id: i64,
+    pub server_id: i64,
+    pub successful: Option<bool>,
+    pub old_node: i64,
+    pub new_node: i64,
+    pub old_allocation: i64,
+    pub new_allocation: i64,
+    pub old_additional_allocations: Vec<i64>,
+    pub new_additional_allocations: Vec<i64>,
+    pub archived: bool,
+    #[serde(with = "crate::time::utc")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time::utc")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `POST /servers/{server}/transfer` (our extension): upstream's admin form fields.
+/// `allocation_id` may be left out, and then the lowest free allocation of the
+/// target node is taken.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct TransferServerRequest {
+    pub node_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allocation_additional: Vec<i64>,
+}

@@ -230,6 +230,32 @@ impl DaemonClient {
         .map(|_| ())
     }
 
+    /// `POST /api/servers/{uuid}/transfer` on the **source** node (reference
+    /// wings-protocol §1.9): push the server to `dest_url` (`…/api/transfers` on the
+    /// destination) with `token`, sent as upstream's panel sends it (`Bearer ` prefix).
+    pub async fn transfer_notify(
+        &self,
+        source: &NodeConn,
+        uuid: &str,
+        dest_url: &str,
+        token: &str,
+    ) -> Result<(), DaemonError> {
+        let body = serde_json::json!({
+            "server_id": uuid,
+            "url": dest_url,
+            "token": format!("Bearer {token}"),
+            "server": {"uuid": uuid, "start_on_completion": false},
+        });
+        self.call(
+            source,
+            reqwest::Method::POST,
+            &format!("/api/servers/{uuid}/transfer"),
+            Some(&body),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// `GET /api/servers/{uuid}` — state and resource usage.
     pub async fn server_details(&self, node: &NodeConn, uuid: &str) -> Result<Value, DaemonError> {
         self.call_json(

@@ -27,21 +27,7 @@ pub fn mint(
 ) -> String {
     use md5::Digest;
     let jti = hex::encode(md5::Md5::digest(identified_by.as_bytes()));
-    let now = chrono::Utc::now().timestamp();
-    let mut header = Map::new();
-    header.insert("typ".into(), "JWT".into());
-    header.insert("alg".into(), "HS256".into());
-    header.insert("jti".into(), Value::String(jti.clone()));
-    let mut body = Map::new();
-    body.insert("iss".into(), Value::String(app_url.to_string()));
-    body.insert(
-        "aud".into(),
-        Value::Array(vec![Value::String(node_address.to_string())]),
-    );
-    body.insert("jti".into(), Value::String(jti));
-    body.insert("iat".into(), now.into());
-    body.insert("nbf".into(), (now - 300).into());
-    body.insert("exp".into(), (now + ttl_secs).into());
+    let mut body = registered(app_url, node_address, &jti, ttl_secs);
     for (k, v) in claims {
         body.insert(k, v);
     }
@@ -49,6 +35,56 @@ pub fn mint(
         body.insert("user_uuid".into(), Value::String(u.uuid.to_string()));
         body.insert("user_id".into(), u.id.into());
     }
+    sign(node_token, header(&jti, None), body)
+}
+
+/// The transfer token (upstream's admin `ServerTransferController`): signed with the
+/// **destination** node's token, 15 minutes, `jti` = sha256 of the server uuid, and
+/// `sub` = the server uuid in the claims and the header. The destination reads the
+/// server from `sub`.
+pub fn mint_transfer(
+    dest_node_token: &str,
+    app_url: &str,
+    dest_node_address: &str,
+    server_uuid: &str,
+) -> String {
+    use sha2::Digest;
+    let jti = hex::encode(Sha256::digest(server_uuid.as_bytes()));
+    let mut body = registered(app_url, dest_node_address, &jti, 15 * 60);
+    body.insert("sub".into(), Value::String(server_uuid.to_string()));
+    sign(dest_node_token, header(&jti, Some(server_uuid)), body)
+}
+
+fn header(jti: &str, sub: Option<&str>) -> Map<String, Value> {
+    let mut h = Map::new();
+    h.insert("typ".into(), "JWT".into());
+    h.insert("alg".into(), "HS256".into());
+    h.insert("jti".into(), Value::String(jti.to_string()));
+    if let Some(sub) = sub {
+        h.insert("sub".into(), Value::String(sub.to_string()));
+    }
+    h
+}
+
+/// `iss`, `aud` (one-element array), `jti`, integer `iat`, `nbf` (five minutes
+/// back) and `exp`, in upstream's order.
+fn registered(app_url: &str, node_address: &str, jti: &str, ttl_secs: i64) -> Map<String, Value> {
+    let now = chrono::Utc::now().timestamp();
+    let mut body = Map::new();
+    body.insert("iss".into(), Value::String(app_url.to_string()));
+    body.insert(
+        "aud".into(),
+        Value::Array(vec![Value::String(node_address.to_string())]),
+    );
+    body.insert("jti".into(), Value::String(jti.to_string()));
+    body.insert("iat".into(), now.into());
+    body.insert("nbf".into(), (now - 300).into());
+    body.insert("exp".into(), (now + ttl_secs).into());
+    body
+}
+
+/// Adds upstream's random `unique_id` last and signs.
+fn sign(key: &str, header: Map<String, Value>, mut body: Map<String, Value>) -> String {
     body.insert(
         "unique_id".into(),
         Value::String(crate::crypto::random_string(16)),
@@ -57,7 +93,7 @@ pub fn mint(
     let b = URL_SAFE_NO_PAD.encode(Value::Object(body).to_string());
     let signing = format!("{h}.{b}");
     let mut mac =
-        Hmac::<Sha256>::new_from_slice(node_token.as_bytes()).expect("HMAC takes any key length");
+        Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
     mac.update(signing.as_bytes());
     let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
     format!("{signing}.{sig}")
@@ -113,5 +149,38 @@ mod tests {
             &v
         )
         .is_err());
+    }
+
+    #[test]
+    fn transfer_tokens_carry_sub_in_claims_and_header_with_a_sha256_jti() {
+        let uuid = "8a9f5a8c-1d2e-4f00-9d7a-0123456789ab";
+        let t = mint_transfer(
+            "dest-secret",
+            "https://panel.test",
+            "https://dest:8080",
+            uuid,
+        );
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        v.set_audience(&["https://dest:8080"]);
+        let data = jsonwebtoken::decode::<Value>(
+            &t,
+            &jsonwebtoken::DecodingKey::from_secret(b"dest-secret"),
+            &v,
+        )
+        .unwrap();
+        let c = data.claims.as_object().unwrap();
+        assert_eq!(c["sub"], uuid);
+        assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 900);
+        use sha2::Digest;
+        let jti = hex::encode(Sha256::digest(uuid.as_bytes()));
+        assert_eq!(c["jti"], jti.as_str());
+        let head: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(t.split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(head["sub"], uuid);
+        assert_eq!(head["jti"], jti.as_str());
     }
 }

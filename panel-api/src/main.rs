@@ -55,6 +55,36 @@ enum Cmd {
     /// Nodes.
     #[command(subcommand)]
     Node(NodeCmd),
+    /// Servers.
+    #[command(subcommand)]
+    Server(ServerCmd),
+}
+
+#[derive(Subcommand)]
+enum ServerCmd {
+    List,
+    /// Move a server to another node (as upstream's admin "Transfer Server" form, and
+    /// `POST /api/application/servers/{id}/transfer`).
+    Transfer {
+        /// Server id.
+        server: i64,
+        /// Target node id.
+        #[arg(long)]
+        node: i64,
+        /// Primary allocation on the target node (default: its lowest free one).
+        #[arg(long)]
+        allocation: Option<i64>,
+        /// Additional allocations on the target node, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        additional: Vec<i64>,
+        /// Wait for the transfer to finish and exit non-zero if it failed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show a server's latest transfer.
+    TransferStatus {
+        server: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -475,6 +505,88 @@ async fn run(cli: Cli) -> Result<()> {
                     .await?;
             for (id, n, f, p) in rows {
                 println!("{id}\t{n}\t{f}:{p}");
+            }
+        }
+        Cmd::Server(ServerCmd::List) => {
+            let (_db, st) = open(&cfg).await?;
+            let rows: Vec<(i64, String, String, i64, Option<String>)> = sqlx::query_as(
+                "SELECT id, uuid_short, name, node_id, status FROM servers ORDER BY id",
+            )
+            .fetch_all(&st.db)
+            .await?;
+            for (id, short, name, node, status) in rows {
+                let status = status.unwrap_or_else(|| "-".into());
+                println!("{id}\t{short}\t{name}\tnode {node}\t{status}");
+            }
+        }
+        Cmd::Server(ServerCmd::Transfer {
+            server,
+            node,
+            allocation,
+            additional,
+            wait,
+        }) => {
+            use panel_api::http::application::{servers, transfers};
+            let (_db, st) = open(&cfg).await?;
+            let s = servers::find(&st, server)
+                .await
+                .map_err(|_| anyhow::anyhow!("no server with id {server}"))?;
+            let t = transfers::initiate(
+                &st,
+                &s,
+                transfers::TransferRequest {
+                    node_id: node,
+                    allocation_id: allocation,
+                    additional,
+                },
+            )
+            .await
+            .map_err(api_err)?;
+            println!(
+                "transfer {} started: server {} from node {} to node {} (allocation {})",
+                t.id, server, t.old_node, t.new_node, t.new_allocation
+            );
+            if wait {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    let cur = transfers::latest(&st, server).await.map_err(api_err)?;
+                    match cur.and_then(|c| (c.id == t.id).then_some(c.successful)) {
+                        Some(None) => continue,
+                        Some(Some(true)) => {
+                            println!(
+                                "transfer {} finished: the server is on node {}",
+                                t.id, t.new_node
+                            );
+                            break;
+                        }
+                        Some(Some(false)) => bail!(
+                            "transfer {} failed; the server stays on node {}",
+                            t.id,
+                            t.old_node
+                        ),
+                        None => bail!("transfer {} disappeared", t.id),
+                    }
+                }
+            }
+        }
+        Cmd::Server(ServerCmd::TransferStatus { server }) => {
+            let (_db, st) = open(&cfg).await?;
+            match panel_api::http::application::transfers::latest(&st, server)
+                .await
+                .map_err(api_err)?
+            {
+                None => println!("server {server} has never been transferred"),
+                Some(t) => {
+                    let state = match t.successful {
+                        None => "running",
+                        Some(true) => "successful",
+                        Some(false) => "failed",
+                    };
+                    println!(
+                        "transfer {}: node {} -> node {}, {state}, started {}",
+                        t.id, t.old_node, t.new_node, t.created_at
+                    );
+                }
             }
         }
     }

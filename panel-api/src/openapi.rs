@@ -37,7 +37,7 @@ impl Modify for BearerKeys {
         app::locations::index, app::locations::view, app::locations::store, app::locations::update, app::locations::delete,
         app::servers::index, app::servers::view, app::servers::external, app::servers::details, app::servers::build,
         app::servers::startup, app::servers::store, app::servers::suspend, app::servers::unsuspend, app::servers::reinstall,
-        app::servers::delete, app::servers::delete_forced,
+        app::servers::delete, app::servers::delete_forced, app::transfers::store, app::transfers::view,
         app::databases::index, app::databases::view, app::databases::store, app::databases::reset_password, app::databases::delete,
         app::nests::index, app::nests::view, app::nests::eggs_index, app::nests::egg_view,
         cl::servers::index, cl::servers::permissions, cl::account::index, cl::account::two_factor_setup, cl::account::two_factor_enable,
@@ -59,7 +59,8 @@ impl Modify for BearerKeys {
         openapi::application::User, openapi::application::Server, openapi::application::Node, openapi::application::Location,
         openapi::application::Allocation, openapi::application::Nest, openapi::application::Egg, openapi::application::EggVariable,
         openapi::application::ServerDatabase, openapi::application::DatabaseHost, openapi::application::Subuser,
-        openapi::application::NodeConfiguration,
+        openapi::application::NodeConfiguration, openapi::application::ServerTransfer,
+        openapi::application::TransferServerRequest,
     ))
 )]
 pub struct ApiDoc;

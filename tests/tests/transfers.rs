@@ -62,40 +62,41 @@ async fn transfer_state(st: &Stack, s: &Srv) -> Option<bool> {
     .unwrap()
 }
 
-#[tokio::test]
-async fn a_transfer_moves_files_and_settings_to_the_new_node() {
-    let (st, srv) = stack(Options::default()).await;
-    let s = &srv[0];
-    let src_dir = st.server_dir(s);
-    std::fs::create_dir_all(src_dir.join("world/region")).unwrap();
-    std::fs::write(src_dir.join("world/level.dat"), vec![5u8; 200_000]).unwrap();
-    std::fs::write(src_dir.join("world/region/r.0.0.mca"), b"region").unwrap();
-    std::fs::write(src_dir.join("server.properties"), "motd=moving\n").unwrap();
-    let before = tree_hash(&src_dir);
-    let dest = second_node(&st).await;
-    begin_transfer(&st, s, dest.id).await;
-
-    let r = st
-        .post(
-            &format!("/api/servers/{}/transfer", s.uuid),
-            json!({"server_id": s.uuid, "url": format!("{}/api/transfers", dest.url),
-                   "token": format!("Bearer {}", transfer_token(s, &dest.token)),
-                   "server": {"uuid": s.uuid, "start_on_completion": false}}),
+async fn transfer_via_api(
+    st: &Stack,
+    s: &Srv,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r =
+        st.p.send(
+            reqwest::Method::POST,
+            &format!("/api/application/servers/{}/transfer", s.id),
+            &st.admin.key,
+            &body,
         )
-        .await;
-    assert_eq!(r.status, 202, "{}", r.text());
-    let done = eventually(Duration::from_secs(60), || async {
-        transfer_state(&st, s).await.is_some()
-    })
-    .await;
-    assert!(done, "the transfer finished");
-    assert_eq!(transfer_state(&st, s).await, Some(true));
-    let node: i64 = sqlx::query_scalar("SELECT node_id FROM servers WHERE id = $1")
+        .await
+        .unwrap();
+    (r.status, r.json)
+}
+
+async fn node_of(st: &Stack, s: &Srv) -> i64 {
+    sqlx::query_scalar("SELECT node_id FROM servers WHERE id = $1")
         .bind(s.id)
         .fetch_one(&st.p.db)
         .await
-        .unwrap();
-    assert_eq!(node, dest.id, "the panel moved the server");
+        .unwrap()
+}
+
+/// Files, settings and allocations arrive on the new node, the old node forgets the
+/// server, and the transfer is readable through the extension route.
+async fn assert_moved(st: &Stack, s: &Srv, dest: &wings_stack::Node, before: &str) {
+    let done = eventually(Duration::from_secs(60), || async {
+        transfer_state(st, s).await.is_some()
+    })
+    .await;
+    assert!(done, "the transfer finished");
+    assert_eq!(transfer_state(st, s).await, Some(true));
+    assert_eq!(node_of(st, s).await, dest.id, "the panel moved the server");
     let moved = dest
         .app
         .manager
@@ -112,12 +113,344 @@ async fn a_transfer_moves_files_and_settings_to_the_new_node() {
         1024,
         "settings came from the panel"
     );
+    let src_dir = st.server_dir(s);
     let gone = eventually(Duration::from_secs(30), || async {
         st.app.manager.get(&s.uuid).is_none() && !src_dir.exists()
     })
     .await;
     assert!(gone, "the old node deleted the server");
+    let allocs: Vec<i64> =
+        sqlx::query_scalar("SELECT node_id FROM allocations WHERE server_id = $1")
+            .bind(s.id)
+            .fetch_all(&st.p.db)
+            .await
+            .unwrap();
+    assert!(
+        !allocs.is_empty() && allocs.iter().all(|n| *n == dest.id),
+        "only the new node's allocations are the server's: {allocs:?}"
+    );
+}
+
+fn seed_files(st: &Stack, s: &Srv) -> String {
+    let src_dir = st.server_dir(s);
+    std::fs::create_dir_all(src_dir.join("world/region")).unwrap();
+    std::fs::write(src_dir.join("world/level.dat"), vec![5u8; 200_000]).unwrap();
+    std::fs::write(src_dir.join("world/region/r.0.0.mca"), b"region").unwrap();
+    std::fs::write(src_dir.join("server.properties"), "motd=moving\n").unwrap();
+    tree_hash(&src_dir)
+}
+
+#[tokio::test]
+async fn the_transfer_route_moves_files_settings_and_allocations_to_the_new_node() {
+    let (st, srv) = stack(Options::default()).await;
+    let s = &srv[0];
+    let before = seed_files(&st, s);
+    let dest = second_node(&st).await;
+    let r =
+        st.p.get(
+            &format!("/api/application/servers/{}/transfer", s.id),
+            &st.admin.key,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "no transfer yet: {:?}", r.json);
+
+    let extra: i64 = sqlx::query_scalar(
+        "SELECT id FROM allocations WHERE node_id = $1 AND server_id IS NULL ORDER BY id DESC LIMIT 1",
+    )
+    .bind(dest.id)
+    .fetch_one(&st.p.db)
+    .await
+    .unwrap();
+    // Two requests at once: the server row is locked, so exactly one starts.
+    let body = json!({"node_id": dest.id, "allocation_additional": [extra]});
+    let (a, b) = tokio::join!(
+        transfer_via_api(&st, s, body.clone()),
+        transfer_via_api(&st, s, body)
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [202, 409], "{a:?} {b:?}");
+    let (ok, conflict) = if a.0 == 202 { (a, b) } else { (b, a) };
+    assert_eq!(
+        conflict.1["errors"][0]["code"], "ServerStateConflictException",
+        "{conflict:?}"
+    );
+    assert_eq!(
+        conflict.1["errors"][0]["detail"],
+        "This server is currently being transferred to a new machine, please try again later."
+    );
+    let t = &ok.1;
+    assert_eq!(t["object"], "server_transfer");
+    let at = &t["attributes"];
+    assert_eq!(at["server_id"], s.id);
+    assert_eq!(at["old_node"], st.node);
+    assert_eq!(at["new_node"], dest.id);
+    assert!(at["new_allocation"].is_i64());
+    assert_eq!(at["new_additional_allocations"], json!([extra]));
+    assert_eq!(at["old_additional_allocations"], json!([]));
+    assert!(at["successful"].is_null());
+    assert_eq!(at["archived"], false);
+    assert!(at["created_at"].as_str().unwrap().ends_with("+00:00"));
+
+    assert_moved(&st, s, &dest, &before).await;
+    let r =
+        st.p.get(
+            &format!("/api/application/servers/{}/transfer", s.id),
+            &st.admin.key,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json["attributes"]["successful"], true);
+    assert_eq!(r.json["attributes"]["id"], at["id"]);
     let _ = dest.app.shared.env.remove(&s.uuid).await;
+}
+
+/// `panel-api server transfer` runs the same service as the route; `--wait`
+/// returns once the destination reported success.
+#[tokio::test]
+async fn the_operator_cli_transfers_a_server_and_waits_for_it() {
+    let (st, srv) = stack(Options::default()).await;
+    let s = &srv[0];
+    let before = seed_files(&st, s);
+    let dest = second_node(&st).await;
+    let cfg = &st.p.state.cfg;
+    let out = tokio::process::Command::new(panel_bin())
+        .args([
+            "server",
+            "transfer",
+            &s.id.to_string(),
+            "--node",
+            &dest.id.to_string(),
+            "--wait",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", cfg.database_url.as_deref().unwrap())
+        .env("APP_KEY", cfg.app_key.as_deref().unwrap())
+        .env("APP_URL", &cfg.app_url)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("started") && stdout.contains("finished"),
+        "{stdout}"
+    );
+    assert_moved(&st, s, &dest, &before).await;
+
+    let status = std::process::Command::new(panel_bin())
+        .args(["server", "transfer-status", &s.id.to_string()])
+        .env("DATABASE_URL", cfg.database_url.as_deref().unwrap())
+        .env("APP_KEY", cfg.app_key.as_deref().unwrap())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&status.stdout).contains("successful"));
+
+    // The same checks as the route: it is already there.
+    let again = std::process::Command::new(panel_bin())
+        .args([
+            "server",
+            "transfer",
+            &s.id.to_string(),
+            "--node",
+            &dest.id.to_string(),
+        ])
+        .env("DATABASE_URL", cfg.database_url.as_deref().unwrap())
+        .env("APP_KEY", cfg.app_key.as_deref().unwrap())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already on the selected node"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let _ = dest.app.shared.env.remove(&s.uuid).await;
+}
+
+/// The panel-api binary of this build. The README's test command
+/// (`cargo nextest run --workspace`) builds it beside this test; a partial run needs
+/// `cargo build -p panel-api` first. Building it from here would wait on the build
+/// lock and, with another package's feature set, rebuild the dependencies.
+fn panel_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("panel-api");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build -p panel-api` (the workspace test run builds it)",
+        bin.display()
+    );
+    bin
+}
+
+#[tokio::test]
+async fn the_transfer_route_refuses_bad_requests_and_leaves_nothing_behind() {
+    let (st, srv) = stack(Options::default()).await;
+    let s = &srv[0];
+    // A node whose daemon is not running, and a server on it.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_, dead) = st.p.node(&st.admin, dead_port).await.unwrap();
+
+    let err = |j: &serde_json::Value| {
+        (
+            j["errors"][0]["code"].as_str().unwrap_or("").to_string(),
+            j["errors"][0]["detail"].as_str().unwrap_or("").to_string(),
+            j["errors"][0]["meta"]["source_field"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        )
+    };
+    let (c, j) = transfer_via_api(&st, s, json!({})).await;
+    assert_eq!(c, 422);
+    assert_eq!(
+        err(&j),
+        (
+            "ValidationException".into(),
+            "The node id field is required.".into(),
+            "node_id".into()
+        )
+    );
+    let (c, j) = transfer_via_api(&st, s, json!({"node_id": "x"})).await;
+    assert_eq!(c, 422);
+    assert_eq!(err(&j).1, "The node id must be an integer.");
+    let (c, j) = transfer_via_api(&st, s, json!({"node_id": 999_999})).await;
+    assert_eq!(c, 422);
+    assert_eq!(err(&j).1, "The selected node id is invalid.");
+    let (c, j) = transfer_via_api(&st, s, json!({"node_id": st.node})).await;
+    assert_eq!(c, 422);
+    assert_eq!(err(&j).1, "The server is already on the selected node.");
+    let (c, j) = transfer_via_api(
+        &st,
+        s,
+        json!({"node_id": dead, "allocation_additional": ["a"]}),
+    )
+    .await;
+    assert_eq!(c, 422);
+    assert_eq!(err(&j).2, "allocation_additional.0");
+    // The server's own allocation is on the source node, not on the target.
+    let own: i64 = sqlx::query_scalar("SELECT allocation_id FROM servers WHERE id = $1")
+        .bind(s.id)
+        .fetch_one(&st.p.db)
+        .await
+        .unwrap();
+    let (c, j) = transfer_via_api(&st, s, json!({"node_id": dead, "allocation_id": own})).await;
+    assert_eq!(c, 422, "{j}");
+    assert_eq!(err(&j).1, "The selected allocation id is invalid.");
+    // A target node too small for the server.
+    sqlx::query("UPDATE nodes SET memory = 100 WHERE id = $1")
+        .bind(dead)
+        .execute(&st.p.db)
+        .await
+        .unwrap();
+    let (c, j) = transfer_via_api(&st, s, json!({"node_id": dead})).await;
+    assert_eq!(c, 400, "{j}");
+    assert_eq!(
+        err(&j).1,
+        "The node you selected does not have the required disk space or memory available to accommodate this server."
+    );
+    sqlx::query("UPDATE nodes SET memory = 4096 WHERE id = $1")
+        .bind(dead)
+        .execute(&st.p.db)
+        .await
+        .unwrap();
+    // A server still installing cannot move.
+    sqlx::query("UPDATE servers SET status = 'installing' WHERE id = $1")
+        .bind(s.id)
+        .execute(&st.p.db)
+        .await
+        .unwrap();
+    let (c, j) = transfer_via_api(&st, s, json!({"node_id": dead})).await;
+    assert_eq!(c, 409);
+    assert_eq!(err(&j).0, "ServerStateConflictException");
+    sqlx::query("UPDATE servers SET status = NULL WHERE id = $1")
+        .bind(s.id)
+        .execute(&st.p.db)
+        .await
+        .unwrap();
+
+    // Keys: none, a wrong one, a non-admin's client key; an unknown server.
+    let r =
+        st.p.call(
+            st.p.req(
+                reqwest::Method::POST,
+                &format!("/api/application/servers/{}/transfer", s.id),
+                None,
+            )
+            .json(&json!({"node_id": dead})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let user = st.p.account("plain", false, 1).await.unwrap();
+    let r =
+        st.p.send(
+            reqwest::Method::POST,
+            &format!("/api/application/servers/{}/transfer", s.id),
+            &user.key,
+            &json!({"node_id": dead}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    let r =
+        st.p.send(
+            reqwest::Method::POST,
+            "/api/application/servers/999999/transfer",
+            &st.admin.key,
+            &json!({"node_id": dead}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+
+    // A server on the dead node: its daemon cannot be told, so the answer is the
+    // daemon error and neither the transfer row nor the reservation stays.
+    let stranded =
+        st.p.seed_server(st.admin.id, dead, st.egg, "stranded")
+            .await
+            .unwrap();
+    let r =
+        st.p.send(
+            reqwest::Method::POST,
+            &format!("/api/application/servers/{stranded}/transfer"),
+            &st.admin.key,
+            &json!({"node_id": st.node}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 504, "{:?}", r.json);
+    assert_eq!(err(&r.json).0, "DaemonConnectionException");
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM server_transfers")
+        .fetch_one(&st.p.db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "no transfer left behind");
+    let held: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM allocations WHERE server_id = $1 AND node_id = $2",
+    )
+    .bind(stranded)
+    .bind(st.node)
+    .fetch_one(&st.p.db)
+    .await
+    .unwrap();
+    assert_eq!(held, 0, "the reserved allocation was freed");
+    assert_eq!(node_of(&st, s).await, st.node);
 }
 
 #[tokio::test]

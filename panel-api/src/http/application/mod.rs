@@ -1,5 +1,5 @@
-//! The Application API (`/api/application`, reference §6): 42 routes for admins and
-//! their application keys. One module per resource; each exposes its `router()`, its
+//! The Application API (`/api/application`, reference §6): upstream's 42 routes for
+//! admins and their application keys, plus our transfer extension (`transfers`). One module per resource; each exposes its `router()`, its
 //! row type and the transformer that prints it (used by other resources' includes).
 
 pub mod databases;
@@ -7,6 +7,7 @@ pub mod locations;
 pub mod nests;
 pub mod nodes;
 pub mod servers;
+pub mod transfers;
 pub mod users;
 
 use crate::error::{ApiError, ApiResult};
@@ -19,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .merge(nodes::router())
         .merge(locations::router())
         .merge(servers::router())
+        .merge(transfers::router())
         .merge(databases::router())
         .merge(nests::router())
 }
@@ -47,6 +49,8 @@ pub const METHODS: &[(&str, &[&str])] = &[
     ("/servers/{server}/unsuspend", &["POST"]),
     ("/servers/{server}/reinstall", &["POST"]),
     ("/servers/{server}/{force}", &["DELETE"]),
+    // Ferrodactyl's extension (upstream: admin UI only), not one of upstream's 42.
+    ("/servers/{server}/transfer", &["GET", "POST"]),
     ("/servers/{server}/databases", &["GET", "POST"]),
     ("/servers/{server}/databases/{database}", &["GET", "DELETE"]),
     (
