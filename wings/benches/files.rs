@@ -9,7 +9,9 @@
 //!
 //! Run: `cargo bench -p wings --bench files` (needs Docker, and Debian's
 //! `openssh-server` for the baseline, installed when missing). Sizes:
-//! `BENCH_BIG_MIB` (default 1024) and `BENCH_SMALL_FILES` (default 10000).
+//! `BENCH_BIG_MIB` (default 1024) and `BENCH_SMALL_FILES` (default 10000); each
+//! SFTP transfer runs `BENCH_ROUNDS` (default 3) times per side, alternating which
+//! side goes first, and the medians are compared.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -128,6 +130,31 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1048576.0 / d.as_secs_f64()
 }
 
+/// Runs both sides `rounds` times, alternating which goes first, after `prep`
+/// (fresh targets); returns each side's median. The machine is shared, so a
+/// single run per side measures the neighbours as much as the servers.
+fn paired(
+    rounds: usize,
+    prep: impl Fn(),
+    ours: impl Fn() -> Duration,
+    theirs: impl Fn() -> Duration,
+) -> (Duration, Duration) {
+    let (mut o, mut t) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        prep();
+        if round % 2 == 0 {
+            o.push(ours());
+            t.push(theirs());
+        } else {
+            t.push(theirs());
+            o.push(ours());
+        }
+    }
+    o.sort();
+    t.sort();
+    (o[o.len() / 2], t[t.len() / 2])
+}
+
 struct Row {
     what: String,
     ours: Duration,
@@ -182,66 +209,63 @@ async fn main() {
     let user = format!("bench.{}", &uuid[..8]);
     let small_bytes = small * 12;
 
+    let rounds = env_num("BENCH_ROUNDS", 3).max(1) as usize;
+    let sd = server_dir.display().to_string();
+    let wd = w.display().to_string();
     let tasks = tokio::task::spawn_blocking(move || {
+        let ours = |batch: &str| sftp(wings_port, &user, &key, &w, batch);
+        let theirs = |batch: &str| sftp(base.port, "root", &key, &w, batch);
         let mut rows = Vec::new();
-        // Large file.
-        let ours = sftp(wings_port, &user, &key, &w, "put big.bin\n");
-        let theirs = sftp(
-            base.port,
-            "root",
-            &key,
-            &w,
-            &format!("put big.bin {tb}/big.bin\n"),
+        let big = big_mib * 1048576;
+
+        let (o, t) = paired(
+            rounds,
+            || sh(&format!("rm -f {sd}/big.bin {tb}/big.bin")),
+            || ours("put big.bin\n"),
+            || theirs(&format!("put big.bin {tb}/big.bin\n")),
         );
         rows.push(Row {
             what: format!("upload {big_mib} MiB file"),
-            ours,
-            base: theirs,
-            bytes: big_mib * 1048576,
+            ours: o,
+            base: t,
+            bytes: big,
         });
-        let ours = sftp(wings_port, &user, &key, &w, "get big.bin got-ours.bin\n");
-        let theirs = sftp(
-            base.port,
-            "root",
-            &key,
-            &w,
-            &format!("get {tb}/big.bin got-theirs.bin\n"),
+        let (o, t) = paired(
+            rounds,
+            || sh(&format!("rm -f {wd}/got-ours.bin {wd}/got-theirs.bin")),
+            || ours("get big.bin got-ours.bin\n"),
+            || theirs(&format!("get {tb}/big.bin got-theirs.bin\n")),
         );
         rows.push(Row {
             what: format!("download {big_mib} MiB file"),
-            ours,
-            base: theirs,
-            bytes: big_mib * 1048576,
+            ours: o,
+            base: t,
+            bytes: big,
         });
-        // Many small files.
-        let ours = sftp(wings_port, &user, &key, &w, "put -r small\n");
-        let theirs = sftp(
-            base.port,
-            "root",
-            &key,
-            &w,
-            &format!("put -r small {tb}/small\n"),
+        let (o, t) = paired(
+            rounds,
+            || sh(&format!("rm -rf {sd}/small {tb}/small")),
+            || ours("put -r small\n"),
+            || theirs(&format!("put -r small {tb}/small\n")),
         );
         rows.push(Row {
             what: format!("upload {small} small files"),
-            ours,
-            base: theirs,
+            ours: o,
+            base: t,
             bytes: small_bytes,
         });
-        std::fs::create_dir_all(w.join("back-ours")).unwrap();
-        std::fs::create_dir_all(w.join("back-theirs")).unwrap();
-        let ours = sftp(wings_port, &user, &key, &w, "get -r small back-ours\n");
-        let theirs = sftp(
-            base.port,
-            "root",
-            &key,
-            &w,
-            &format!("get -r {tb}/small back-theirs\n"),
+        let (o, t) = paired(
+            rounds,
+            || {
+                sh(&format!("rm -rf {wd}/back-ours {wd}/back-theirs && mkdir -p {wd}/back-ours {wd}/back-theirs"))
+            },
+            || ours("get -r small back-ours\n"),
+            || theirs(&format!("get -r {tb}/small back-theirs\n")),
         );
         rows.push(Row {
             what: format!("download {small} small files"),
-            ours,
-            base: theirs,
+            ours: o,
+            base: t,
             bytes: small_bytes,
         });
         drop(base);

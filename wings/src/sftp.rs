@@ -8,15 +8,16 @@
 use crate::filesystem::{jail, Filesystem, FsError};
 use crate::server::Server;
 use crate::App;
+use bytes::{Buf, Bytes, BytesMut};
 use openapi::remote::SftpAuthRequest;
 use russh::keys::PrivateKey;
 use russh::server::{Auth, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId};
 use russh_sftp::protocol::{
-    Attrs, Data, File as SftpFile, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode,
-    Version,
+    Attrs, Data, File as SftpFile, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
+    StatusCode, Version,
 };
-use russh_sftp::server::StatusReply;
+use russh_sftp::server::{Handler as _, StatusReply};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::FileExt;
@@ -96,6 +97,7 @@ impl russh::server::Server for SshServer {
             peer: peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             login: None,
             channels: HashMap::new(),
+            sftp: HashMap::new(),
         }
     }
 }
@@ -136,6 +138,17 @@ struct Connection {
     peer: SocketAddr,
     login: Option<Login>,
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// SFTP subsystems, served inline by the connection's task (no task hop per
+    /// request): bytes received on the channel, framed into SFTP packets.
+    sftp: HashMap<ChannelId, SftpChannel>,
+}
+
+/// Largest SFTP packet accepted from a client (russh-sftp's default).
+const MAX_PACKET: usize = 256 * 1024 + 1024;
+
+struct SftpChannel {
+    session: SftpSession,
+    input: BytesMut,
 }
 
 fn username_ok(user: &str) -> bool {
@@ -228,10 +241,11 @@ impl russh::server::Handler for Connection {
             session.channel_failure(id)?;
             return Ok(());
         }
-        let Some(channel) = self.channels.remove(&id) else {
+        // The channel's own queue is not read: requests are handled in `data`.
+        if self.channels.remove(&id).is_none() {
             session.channel_failure(id)?;
             return Ok(());
-        };
+        }
         let fs = match Filesystem::new(&login.server).await {
             Ok(fs) => fs,
             Err(_) => {
@@ -249,7 +263,60 @@ impl russh::server::Handler for Connection {
             handles: HashMap::new(),
             next: 0,
         };
-        russh_sftp::server::run(channel.into_stream(), handler).await;
+        self.sftp.insert(
+            id,
+            SftpChannel {
+                session: handler,
+                input: BytesMut::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// SFTP requests, answered in order on the connection's own task: one
+    /// packet is parsed, handled and its reply queued before the next.
+    async fn data(
+        &mut self,
+        id: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(ch) = self.sftp.get_mut(&id) else {
+            return Ok(());
+        };
+        ch.input.extend_from_slice(data);
+        while let Some(head) = ch.input.get(..4) {
+            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            if len > MAX_PACKET || len == 0 {
+                tracing::debug!(len, "SFTP packet refused: bad length");
+                self.sftp.remove(&id);
+                session.close(id)?;
+                return Ok(());
+            }
+            if ch.input.len() < 4 + len {
+                ch.input.reserve(4 + len - ch.input.len());
+                break;
+            }
+            ch.input.advance(4);
+            let mut body = ch.input.split_to(len).freeze();
+            let reply = match Packet::try_from(&mut body) {
+                Ok(request) => ch.session.dispatch(request).await,
+                Err(_) => Packet::error(0, StatusCode::BadMessage),
+            };
+            match Bytes::try_from(reply) {
+                Ok(bytes) => session.data(id, bytes)?,
+                Err(e) => tracing::warn!(error = %e, "could not encode an SFTP reply"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        id: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.sftp.remove(&id);
         Ok(())
     }
 
@@ -277,6 +344,7 @@ impl russh::server::Handler for Connection {
         id: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.sftp.remove(&id);
         session.close(id)?;
         Ok(())
     }
@@ -406,6 +474,72 @@ impl SftpSession {
         let id = format!("h{}", self.next);
         self.handles.insert(id.clone(), h);
         id
+    }
+}
+
+/// The STATUS packet for a failed request.
+fn status_packet(id: u32, e: StatusReply) -> Packet {
+    Packet::Status(Status {
+        id,
+        status_code: e.status_code,
+        error_message: e.error_message.unwrap_or_else(|| e.status_code.to_string()),
+        language_tag: e.language_tag.unwrap_or_else(|| "en-US".into()),
+    })
+}
+
+impl SftpSession {
+    /// Answers one request packet.
+    async fn dispatch(&mut self, request: Packet) -> Packet {
+        fn reply<T: Into<Packet>>(id: u32, r: Result<T, StatusReply>) -> Packet {
+            match r {
+                Ok(p) => p.into(),
+                Err(e) => status_packet(id, e),
+            }
+        }
+        let id = request.get_request_id();
+        match request {
+            Packet::Init(p) => reply(id, self.init(p.version, p.extensions).await),
+            Packet::Open(p) => reply(id, self.open(p.id, p.filename, p.pflags, p.attrs).await),
+            Packet::Close(p) => reply(id, self.close(p.id, p.handle).await),
+            Packet::Read(p) => reply(id, self.read(p.id, p.handle, p.offset, p.len).await),
+            Packet::Write(p) => reply(id, self.write(p.id, p.handle, p.offset, p.data).await),
+            Packet::Lstat(p) => reply(id, self.lstat(p.id, p.path).await),
+            Packet::Fstat(p) => reply(id, self.fstat(p.id, p.handle).await),
+            Packet::SetStat(p) => reply(id, self.setstat(p.id, p.path, p.attrs).await),
+            Packet::FSetStat(p) => reply(id, self.fsetstat(p.id, p.handle, p.attrs).await),
+            Packet::OpenDir(p) => reply(id, self.opendir(p.id, p.path).await),
+            Packet::ReadDir(p) => reply(id, self.readdir(p.id, p.handle).await),
+            Packet::Remove(p) => reply(id, self.remove(p.id, p.filename).await),
+            Packet::MkDir(p) => reply(id, self.mkdir(p.id, p.path, p.attrs).await),
+            Packet::RmDir(p) => reply(id, self.rmdir(p.id, p.path).await),
+            Packet::RealPath(p) => reply(id, self.realpath(p.id, p.path).await),
+            Packet::Stat(p) => reply(id, self.stat(p.id, p.path).await),
+            Packet::Rename(p) => reply(id, self.rename(p.id, p.oldpath, p.newpath).await),
+            Packet::ReadLink(p) => reply(id, self.readlink(p.id, p.path).await),
+            Packet::Symlink(p) => reply(id, self.symlink(p.id, p.linkpath, p.targetpath).await),
+            Packet::Extended(p) => match self.extended(p.id, p.request, p.data).await {
+                Ok(p) => p,
+                Err(e) => status_packet(id, e),
+            },
+            _ => Packet::error(id, StatusCode::BadMessage),
+        }
+    }
+}
+
+impl Drop for SftpSession {
+    /// Uploads still open when the client goes are removed (their temporary files
+    /// are dropped); the bytes they had added to the usage figure go with them.
+    fn drop(&mut self) {
+        for h in self.handles.values() {
+            if let OpenHandle::File {
+                temp: Some(_),
+                size,
+                ..
+            } = h
+            {
+                self.fs.server.add_disk_usage(-(*size as i64));
+            }
+        }
     }
 }
 
@@ -540,7 +674,9 @@ impl russh_sftp::server::Handler for SftpSession {
             return Ok(Handle { id, handle });
         }
         self.writable()?;
-        let exists = self.fs.jail.exists(&r);
+        // One lstat answers both "exists" and the size a replacement frees.
+        let current = self.fs.jail.lstat(&r).ok();
+        let exists = current.is_some();
         if exists {
             self.can("file.update")?;
         } else {
@@ -552,12 +688,9 @@ impl russh_sftp::server::Handler for SftpSession {
         if exists && pflags.contains(OpenFlags::EXCLUDE) {
             return Err(status(StatusCode::Failure, "file already exists"));
         }
-        let old = self
-            .fs
-            .jail
-            .lstat(&r)
-            .ok()
-            .filter(jail::is_file)
+        let old = current
+            .as_ref()
+            .filter(|s| jail::is_file(s))
             .map(|s| s.st_size)
             .unwrap_or(0);
         let truncate = pflags.contains(OpenFlags::TRUNCATE);

@@ -245,8 +245,15 @@ impl Jail {
         if name.is_empty() {
             return Err(FsError::IsRoot);
         }
-        self.mkdir_all(dir)?;
-        let dirfd = self.open_at(dir, OFlag::O_PATH | OFlag::O_DIRECTORY, 0)?;
+        // The parent usually exists: one resolution; `mkdir -p` only when missing.
+        let dirfd = match self.open_at(dir, OFlag::O_PATH | OFlag::O_DIRECTORY, 0) {
+            Ok(fd) => fd,
+            Err(FsError::NotFound) => {
+                self.mkdir_all(dir)?;
+                self.open_at(dir, OFlag::O_PATH | OFlag::O_DIRECTORY, 0)?
+            }
+            Err(e) => return Err(e),
+        };
         for _ in 0..16 {
             let tmp = format!(
                 ".{}.ferro-{:016x}.tmp",
