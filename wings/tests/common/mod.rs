@@ -1,9 +1,10 @@
 //! Shared test harness: the local busybox image, a node directory, wings booted
 //! in-process on a loopback port, JWT minting, websocket clients, cleanup.
 //!
-//! TEMPORARY: `FakePanel` below serves the Remote API JSON to wings until
-//! panel-api's Remote API exists; the end-to-end tests will replace it with the real
-//! panel-api. It only answers what wings calls, with upstream's shapes.
+//! Used by the wings benchmarks (`wings/benches/*.rs` include it by path), which
+//! measure wings alone: `FakePanel` below serves them the Remote API JSON wings
+//! calls, with upstream's shapes. The daemon's tests run against the real panel-api
+//! in the `ferrodactyl-tests` crate (`tests/tests/daemon_*.rs`).
 #![allow(dead_code, clippy::field_reassign_with_default)]
 
 use axum::extract::{Path, Query, State};
