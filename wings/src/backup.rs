@@ -40,6 +40,101 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// A token bucket of `rate` bytes per second holding at most one second of
+/// tokens, full at first: upstream's `system.backups.write_limit` throttle (juju
+/// `ratelimit.NewBucketWithRate(limit, limit)`). Blocking; used on the blocking pool.
+pub struct Throttle {
+    rate: f64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl Throttle {
+    /// `mib_per_sec` ≤ 0 means unlimited (no throttle).
+    pub fn new(mib_per_sec: i64) -> Option<Throttle> {
+        (mib_per_sec > 0).then(|| {
+            let rate = mib_per_sec as f64 * 1024.0 * 1024.0;
+            Throttle {
+                rate,
+                tokens: rate,
+                last: std::time::Instant::now(),
+            }
+        })
+    }
+
+    /// How many of `want` bytes may pass now, after waiting for at least one token.
+    fn take(&mut self, want: usize) -> usize {
+        loop {
+            let now = std::time::Instant::now();
+            self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
+                .min(self.rate);
+            self.last = now;
+            if self.tokens >= 1.0 {
+                let n = (want as f64).min(self.tokens.floor()) as usize;
+                self.tokens -= n as f64;
+                return n.max(1);
+            }
+            // Wait for the chunk (at most one bucket) to be covered.
+            let need = (want as f64).min(self.rate) - self.tokens;
+            std::thread::sleep(Duration::from_secs_f64(need / self.rate));
+        }
+    }
+}
+
+/// A writer (the archive file) limited by a [`Throttle`].
+pub struct ThrottledWriter<W> {
+    inner: W,
+    throttle: Option<Throttle>,
+}
+
+impl<W> ThrottledWriter<W> {
+    pub fn new(inner: W, throttle: Option<Throttle>) -> Self {
+        ThrottledWriter { inner, throttle }
+    }
+}
+
+impl<W: Write> Write for ThrottledWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let n = match self.throttle.as_mut() {
+            Some(t) => t.take(buf.len()),
+            None => buf.len(),
+        };
+        self.inner.write(&buf[..n])
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader (the archive a restore extracts) limited by a [`Throttle`], as upstream
+/// throttles restores with the backup write limit.
+pub struct ThrottledReader<R> {
+    inner: R,
+    throttle: Option<Throttle>,
+}
+
+impl<R> ThrottledReader<R> {
+    pub fn new(inner: R, throttle: Option<Throttle>) -> Self {
+        ThrottledReader { inner, throttle }
+    }
+}
+
+impl<R: Read> Read for ThrottledReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let n = match self.throttle.as_mut() {
+            Some(t) => t.take(buf.len()),
+            None => buf.len(),
+        };
+        self.inner.read(&mut buf[..n])
+    }
+}
+
 /// The ignore patterns: the request's, else the root `.pteroignore` (≤ 32 KiB,
 /// not a symlink).
 fn ignore_lines(jail: &Jail, requested: &str) -> Vec<String> {
@@ -70,6 +165,7 @@ pub fn archive_server(
     std::fs::create_dir_all(&cfg.system.backup_directory)?;
     let part = path.with_extension("gz.part");
     let file = std::fs::File::create(&part)?;
+    let file = ThrottledWriter::new(file, Throttle::new(cfg.system.backups.write_limit));
     let w = HashingWriter {
         inner: std::io::BufWriter::with_capacity(1 << 20, file),
         hash: sha1::Sha1::new(),
@@ -248,6 +344,7 @@ pub async fn run_restore(app: Arc<App>, server: Arc<Server>, uuid: String, sourc
         let _ = server.wait_for_stop(Duration::from_secs(120), false).await;
     }
     let local = matches!(source, RestoreSource::Local(_));
+    let limit = app.config().system.backups.write_limit;
     let result: anyhow::Result<()> = async {
         let fs = Filesystem::new(&server)
             .await
@@ -257,6 +354,7 @@ pub async fn run_restore(app: Arc<App>, server: Arc<Server>, uuid: String, sourc
             RestoreSource::Local(path) => {
                 tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
                     let f = std::fs::File::open(&path)?;
+                    let f = ThrottledReader::new(f, Throttle::new(limit));
                     let gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(f));
                     archive::extract_tar(&fs, gz, "", false, &mut |p| {
                         srv.publish(Event::DaemonMessage(format!("(restoring): {p}")))
@@ -271,6 +369,7 @@ pub async fn run_restore(app: Arc<App>, server: Arc<Server>, uuid: String, sourc
                 let reader = tokio_util::io::StreamReader::new(stream);
                 let bridge = tokio_util::io::SyncIoBridge::new(reader);
                 tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                    let bridge = ThrottledReader::new(bridge, Throttle::new(limit));
                     let gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(bridge));
                     archive::extract_tar(&fs, gz, "", false, &mut |p| {
                         srv.publish(Event::DaemonMessage(format!("(restoring): {p}")))
@@ -308,4 +407,73 @@ pub async fn run_restore(app: Arc<App>, server: Arc<Server>, uuid: String, sourc
     }
     server.publish(Event::BackupRestoreCompleted);
     server.set_restoring(false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    const MIB: usize = 1024 * 1024;
+
+    /// A server root holding `mib` MiB of random (incompressible) bytes, and a
+    /// configuration that writes backups beside it.
+    fn tree(mib: usize) -> (tempfile::TempDir, Jail, crate::config::Config) {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let data: Vec<u8> = (0..mib * MIB).map(|_| rand::random::<u8>()).collect();
+        std::fs::write(root.join("world.dat"), &data).unwrap();
+        let jail = Jail::open(&root, 0, 0).unwrap();
+        let mut cfg = crate::config::Config::default();
+        cfg.system.backup_directory = t.path().join("backups").to_string_lossy().into();
+        (t, jail, cfg)
+    }
+
+    #[test]
+    fn write_limit_throttles_the_archive() {
+        let (_t, jail, mut cfg) = tree(3);
+        let start = Instant::now();
+        let (_, free_size) = archive_server(&jail, &cfg, "unlimited", "").unwrap();
+        let unlimited = start.elapsed();
+        assert!(free_size > 3 * MIB as u64, "{free_size}");
+
+        // 1 MiB/s with one second of burst: 3 MiB of random data needs ≥ 2 s.
+        cfg.system.backups.write_limit = 1;
+        let start = Instant::now();
+        let (sum, size) = archive_server(&jail, &cfg, "limited", "").unwrap();
+        let limited = start.elapsed();
+        let expected = (size as f64 - MIB as f64) / MIB as f64;
+        assert!(
+            limited.as_secs_f64() >= expected * 0.95,
+            "{size} bytes at 1 MiB/s took {limited:?} (unthrottled {unlimited:?})"
+        );
+        assert!(limited > unlimited * 2, "{limited:?} vs {unlimited:?}");
+        // The throttled archive is complete and what its checksum says.
+        let bytes = std::fs::read(local_path(&cfg, "limited")).unwrap();
+        assert_eq!(bytes.len() as u64, size);
+        assert_eq!(hex::encode(sha1::Sha1::digest(&bytes)), sum);
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        let names: Vec<String> = tar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["world.dat"]);
+    }
+
+    #[test]
+    fn write_limit_throttles_restore_reads() {
+        let data = vec![7u8; 2 * MIB + MIB / 2];
+        let start = Instant::now();
+        let mut r = ThrottledReader::new(&data[..], Throttle::new(2));
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        let took = start.elapsed();
+        assert_eq!(out, data);
+        // 2.5 MiB at 2 MiB/s with a 2 MiB burst: ≥ 0.25 s.
+        assert!(took >= Duration::from_millis(237), "{took:?}");
+        assert!(Throttle::new(0).is_none());
+        assert!(Throttle::new(-1).is_none());
+    }
 }

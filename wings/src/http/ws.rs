@@ -71,23 +71,30 @@ async fn run(app: Arc<App>, server: Arc<Server>, socket: WebSocket, ip: Option<s
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Outbound>(512);
     let writer = tokio::spawn(async move {
-        while let Some(o) = rx.recv().await {
-            let res = match o {
-                Outbound::Msg(m) => match serde_json::to_string(&m) {
-                    Ok(text) => sink.send(Message::Text(text.into())).await,
-                    Err(_) => continue,
-                },
-                Outbound::Close(code, reason) => {
-                    let _ = sink
-                        .send(Message::Close(Some(CloseFrame {
-                            code,
-                            reason: reason.into(),
-                        })))
-                        .await;
-                    break;
+        // Whatever is queued goes out in one flush (one write for many lines).
+        let mut batch = Vec::with_capacity(64);
+        'out: while rx.recv_many(&mut batch, 64).await > 0 {
+            for o in batch.drain(..) {
+                let res = match o {
+                    Outbound::Msg(m) => match serde_json::to_string(&m) {
+                        Ok(text) => sink.feed(Message::Text(text.into())).await,
+                        Err(_) => continue,
+                    },
+                    Outbound::Close(code, reason) => {
+                        let _ = sink
+                            .send(Message::Close(Some(CloseFrame {
+                                code,
+                                reason: reason.into(),
+                            })))
+                            .await;
+                        break 'out;
+                    }
+                };
+                if res.is_err() {
+                    break 'out;
                 }
-            };
-            if res.is_err() {
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }

@@ -5,6 +5,8 @@
 pub mod configfiles;
 pub mod console;
 pub mod install;
+#[cfg(test)]
+mod kill_tests;
 pub mod manager;
 pub mod spec;
 
@@ -102,6 +104,9 @@ pub struct Server {
     state: watch::Sender<State>,
     events: broadcast::Sender<Event>,
     power: tokio::sync::Mutex<()>,
+    /// Counts kills; a start or restart under way gives up when it changes, so a
+    /// kill that lands between a restart's stop and its start is not lost.
+    kills: AtomicU64,
     stdin: tokio::sync::Mutex<Option<Pin<Box<dyn AsyncWrite + Send>>>>,
     attached: AtomicBool,
     attach_gen: AtomicU64,
@@ -142,6 +147,7 @@ impl Server {
             state,
             events,
             power: tokio::sync::Mutex::new(()),
+            kills: AtomicU64::new(0),
             stdin: tokio::sync::Mutex::new(None),
             attached: AtomicBool::new(false),
             attach_gen: AtomicU64::new(0),
@@ -384,7 +390,9 @@ impl Server {
         wait: Option<Duration>,
     ) -> Result<(), ServerError> {
         if action == PowerAction::Kill {
-            // Kill proceeds even when another action holds the lock.
+            // Kill proceeds even when another action holds the lock; a start or
+            // restart in progress sees the count change and does not (re)start.
+            self.kills.fetch_add(1, Ordering::SeqCst);
             return self.terminate("SIGKILL").await;
         }
         let _guard = match wait {
@@ -402,19 +410,20 @@ impl Server {
         if self.restoring.load(Ordering::SeqCst) {
             return Err(ServerError::Restoring);
         }
+        let kills = self.kills.load(Ordering::SeqCst);
         match action {
             PowerAction::Start => {
                 if self.state() != State::Offline {
                     return Err(ServerError::IsRunning);
                 }
                 self.on_before_start().await?;
-                self.start_container().await
+                self.start_container(kills).await
             }
             PowerAction::Stop => self.wait_for_stop(Duration::from_secs(600), true).await,
             PowerAction::Restart => {
                 self.wait_for_stop(Duration::from_secs(600), true).await?;
                 self.on_before_start().await?;
-                self.start_container().await
+                self.start_container(kills).await
             }
             PowerAction::Kill => unreachable!("handled above"),
         }
@@ -460,8 +469,18 @@ impl Server {
         Ok(())
     }
 
-    /// Recreates the container, attaches, then starts it (§6.8 start).
-    async fn start_container(self: &Arc<Self>) -> Result<(), ServerError> {
+    /// Whether a kill arrived since `kills` was read.
+    fn killed_since(&self, kills: u64) -> bool {
+        self.kills.load(Ordering::SeqCst) != kills
+    }
+
+    /// Recreates the container, attaches, then starts it (§6.8 start) unless a
+    /// kill arrived since the action began (`kills`): then the server stays off.
+    async fn start_container(self: &Arc<Self>, kills: u64) -> Result<(), ServerError> {
+        if self.killed_since(kills) {
+            tracing::info!(server = %self.uuid, "start abandoned: the server was killed meanwhile");
+            return Ok(());
+        }
         let env = self.shared.env.clone();
         if let Some(st) = env.status(&self.uuid).await? {
             if st.running {
@@ -474,28 +493,46 @@ impl Server {
         }
         self.set_state(State::Starting);
         self.disk_stop_sent.store(false, Ordering::SeqCst);
-        let result: Result<(), ServerError> = async {
+        // Ok(false): a kill arrived before the container was started.
+        let result: Result<bool, ServerError> = async {
             self.create_container().await?;
             self.attach().await?;
+            if self.killed_since(kills) {
+                return Ok(false);
+            }
             env.start(&self.uuid).await?;
+            if self.killed_since(kills) {
+                // The kill raced the start call and may have found nothing running.
+                self.terminate("SIGKILL").await?;
+                return Ok(true);
+            }
             if let Ok(Some(st)) = env.status(&self.uuid).await {
                 self.usage
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .started_at = parse_time(st.started_at.as_deref());
             }
-            Ok(())
+            Ok(true)
         }
         .await;
-        if let Err(e) = result {
-            // Detach the console task so its end is not taken for a crash.
-            self.attach_gen.fetch_add(1, Ordering::SeqCst);
-            self.attached.store(false, Ordering::SeqCst);
-            self.set_state(State::Stopping);
-            self.set_state(State::Offline);
-            return Err(e);
+        match result {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                tracing::info!(server = %self.uuid, "start abandoned: the server was killed meanwhile");
+                self.attach_gen.fetch_add(1, Ordering::SeqCst);
+                self.attached.store(false, Ordering::SeqCst);
+                self.set_state(State::Offline);
+                Ok(())
+            }
+            Err(e) => {
+                // Detach the console task so its end is not taken for a crash.
+                self.attach_gen.fetch_add(1, Ordering::SeqCst);
+                self.attached.store(false, Ordering::SeqCst);
+                self.set_state(State::Stopping);
+                self.set_state(State::Offline);
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     /// Removes any old container and creates it from the current configuration.
@@ -568,10 +605,13 @@ impl Server {
         while let Some(chunk) = output.next().await {
             let Ok(chunk) = chunk else { break };
             pending.extend_from_slice(&chunk);
-            while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=pos).collect();
-                self.handle_line(&line[..line.len() - 1]);
+            // Every complete line of the chunk, then one shift of the remainder.
+            let mut start = 0;
+            while let Some(off) = pending[start..].iter().position(|b| *b == b'\n') {
+                self.handle_line(&pending[start..start + off]);
+                start += off + 1;
             }
+            pending.drain(..start);
             if pending.len() >= MAX_LINE {
                 let part: Vec<u8> = pending.drain(..MAX_LINE).collect();
                 self.handle_line(&part);
