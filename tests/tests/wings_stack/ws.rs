@@ -56,12 +56,12 @@ impl Ws {
 
     pub async fn send(&mut self, event: &str, args: Value) {
         let msg = json!({"event": event, "args": args}).to_string();
-        self.stream.send(Message::Text(msg.into())).await.unwrap();
+        self.stream.send(Message::Text(msg)).await.unwrap();
     }
 
     pub async fn send_raw(&mut self, text: &str) {
         self.stream
-            .send(Message::Text(text.to_string().into()))
+            .send(Message::Text(text.to_string()))
             .await
             .unwrap();
     }
