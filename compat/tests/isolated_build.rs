@@ -88,7 +88,7 @@ fn has(tree: &str, krate: &str) -> bool {
 }
 
 #[test]
-#[ignore = "never run green yet: run with --run-ignored / --ignored until it has been"]
+#[ignore = "not green yet: pterodactyl_api.rs gets through accounts, keys, files and the console, then a restart sent through the crate leaves the server running for over 60 s (under investigation, see the README); run with --run-ignored"]
 fn pterodactyl_api_runs_in_its_own_build_against_the_shipped_binaries() {
     // 1. One provider per build.
     let workspace_tree = tree(&["--workspace"]);

@@ -122,15 +122,20 @@ async fn account(st: &Stack, client: &Client, owner: i64, key: &str) {
     assert!(made.key.identifier.starts_with("ptlc_") && made.key.identifier.len() == 16);
     assert_eq!(made.key.description, "made by pterodactyl_api");
     assert!(made.key.allowed_ips.is_empty() && made.key.last_used_at.is_none());
-    assert!(made.secret_token.starts_with(&made.key.identifier));
-    let other = ClientBuilder::new(&st.panel_url, &made.secret_token).build();
+    // Upstream hands back only the 32-character secret; the usable key is the
+    // identifier followed by it (reference §2.1), as the web UI builds it.
+    assert_eq!(made.secret_token.len(), 32);
+    assert!(!made.secret_token.starts_with("ptlc_"));
+    let made_key = format!("{}{}", made.key.identifier, made.secret_token);
+    let other = ClientBuilder::new(&st.panel_url, &made_key).build();
     assert_eq!(other.get_account_details().await.unwrap().id, owner as u64);
     let restricted = client
         .create_api_key_with_allowed_ips("restricted", vec!["10.1.2.3".into()])
         .await
         .unwrap();
     assert_eq!(restricted.key.allowed_ips, vec!["10.1.2.3".to_string()]);
-    let from_here = ClientBuilder::new(&st.panel_url, &restricted.secret_token).build();
+    let restricted_key = format!("{}{}", restricted.key.identifier, restricted.secret_token);
+    let from_here = ClientBuilder::new(&st.panel_url, &restricted_key).build();
     match from_here.get_account_details().await {
         Err(Error::PermissionError) => {}
         other => panic!("a key for 10.1.2.3 used from 127.0.0.1: {other:?}"),
@@ -420,6 +425,23 @@ impl<H: PteroWebSocketHandle> PteroWebSocketListener<H> for Listener {
     }
 }
 
+async fn wait_state_not(server: &pterodactyl_api::client::Server<'_>, left: ServerState) {
+    let start = Instant::now();
+    while server
+        .get_resources()
+        .await
+        .expect("resources")
+        .current_state
+        == left
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "server still {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn power_console_and_websocket(
     st: &Stack,
     s: &pterodactyl_api::client::Server<'_>,
@@ -472,10 +494,16 @@ async fn power_console_and_websocket(
         assert!(all.contains("you said: via-websocket"), "{all}");
         let stats = seen.stats.last().expect("a stats event");
         assert_eq!(stats.state, ServerState::Running);
-        assert_eq!(stats.memory_limit_bytes, 256 * 1024 * 1024);
+        // Upstream's BoundedMemoryLimit: 256 MB with the 1.15 overhead of limits up
+        // to 2 GB, in units of 1,000,000 bytes.
+        assert_eq!(stats.memory_limit_bytes, 294_400_000);
     }
 
     s.send_power_signal(PowerSignal::Restart).await.unwrap();
+    // The answer comes before the restart begins; the old process still reads as
+    // running until it has been stopped, and wings (as upstream's) refuses another
+    // power action while the restart holds the power lock.
+    wait_state_not(s, ServerState::Running).await;
     wait_state(s, ServerState::Running).await;
     s.send_power_signal(PowerSignal::Stop).await.unwrap();
     wait_state(s, ServerState::Offline).await;

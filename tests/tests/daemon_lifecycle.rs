@@ -769,3 +769,62 @@ async fn start_is_refused_when_the_server_is_over_its_disk_limit() {
     let v = st.get(&format!("/api/servers/{uuid}")).await.json;
     assert!(v["utilization"]["disk_bytes"].as_i64().unwrap() >= 2 * 1024 * 1024);
 }
+
+/// A kill that lands while a restart is between its stop and its start wins: the
+/// restart does not bring the server back. Every start first fetches the server's
+/// configuration from the panel; holding an exclusive lock on `servers` in
+/// PostgreSQL keeps the real panel-api's answer (and so the restart) in that gap.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_between_a_restarts_stop_and_start_is_not_lost() {
+    use wings::events::State;
+    use wings::server::PowerAction;
+    let (st, servers, _owner) = node_with(
+        egg("regex:^Done$", "^SIGKILL"),
+        vec![Spec::new("kill", "sh -c 'echo Done; sleep 1000'")],
+        |_| {},
+    )
+    .await;
+    let server = st.app.manager.get(&servers[0].uuid).expect("loaded");
+    let mut state = server.subscribe_state();
+    server
+        .handle_power(PowerAction::Start, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    tokio::time::timeout(LONG, state.wait_for(|s| *s == State::Running))
+        .await
+        .expect("the server starts")
+        .unwrap();
+
+    let mut lock = st.p.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE servers IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let restarting = server.clone();
+    let restart = tokio::spawn(async move {
+        restarting
+            .handle_power(PowerAction::Restart, Some(Duration::from_secs(30)))
+            .await
+    });
+    tokio::time::timeout(LONG, state.wait_for(|s| *s == State::Offline))
+        .await
+        .expect("the restart stops the server")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!restart.is_finished(), "the restart waits on the panel");
+    server.handle_power(PowerAction::Kill, None).await.unwrap();
+    lock.rollback().await.unwrap();
+
+    tokio::time::timeout(LONG, restart)
+        .await
+        .expect("the restart returns")
+        .unwrap()
+        .unwrap();
+    // Give a wrongly started container time to show up.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(server.state(), State::Offline);
+    assert!(
+        !server.is_running().await,
+        "the kill was lost: the restart started the server"
+    );
+}

@@ -215,24 +215,20 @@ async fn the_operator_cli_transfers_a_server_and_waits_for_it() {
     let s = &srv[0];
     let before = seed_files(&st, s);
     let dest = second_node(&st).await;
-    let cfg = &st.p.state.cfg;
-    let out = tokio::process::Command::new(panel_bin())
-        .args([
+    let out = tokio::process::Command::from(cli(
+        &st,
+        &[
             "server",
             "transfer",
             &s.id.to_string(),
             "--node",
             &dest.id.to_string(),
             "--wait",
-        ])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", cfg.database_url.as_deref().unwrap())
-        .env("APP_KEY", cfg.app_key.as_deref().unwrap())
-        .env("APP_URL", &cfg.app_url)
-        .output()
-        .await
-        .unwrap();
+        ],
+    ))
+    .output()
+    .await
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -245,27 +241,24 @@ async fn the_operator_cli_transfers_a_server_and_waits_for_it() {
     );
     assert_moved(&st, s, &dest, &before).await;
 
-    let status = std::process::Command::new(panel_bin())
-        .args(["server", "transfer-status", &s.id.to_string()])
-        .env("DATABASE_URL", cfg.database_url.as_deref().unwrap())
-        .env("APP_KEY", cfg.app_key.as_deref().unwrap())
+    let status = cli(&st, &["server", "transfer-status", &s.id.to_string()])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&status.stdout).contains("successful"));
 
     // The same checks as the route: it is already there.
-    let again = std::process::Command::new(panel_bin())
-        .args([
+    let again = cli(
+        &st,
+        &[
             "server",
             "transfer",
             &s.id.to_string(),
             "--node",
             &dest.id.to_string(),
-        ])
-        .env("DATABASE_URL", cfg.database_url.as_deref().unwrap())
-        .env("APP_KEY", cfg.app_key.as_deref().unwrap())
-        .output()
-        .unwrap();
+        ],
+    )
+    .output()
+    .unwrap();
     assert!(!again.status.success());
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("already on the selected node"),
@@ -273,6 +266,20 @@ async fn the_operator_cli_transfers_a_server_and_waits_for_it() {
         String::from_utf8_lossy(&again.stderr)
     );
     let _ = dest.app.shared.env.remove(&s.uuid).await;
+}
+
+/// The panel-api CLI on the test's database and application key, with nothing else
+/// from this process's environment.
+fn cli(st: &Stack, args: &[&str]) -> std::process::Command {
+    let cfg = &st.p.state.cfg;
+    let mut c = std::process::Command::new(panel_bin());
+    c.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", cfg.database_url.as_deref().unwrap())
+        .env("APP_KEY", cfg.app_key.as_deref().unwrap())
+        .env("APP_URL", &cfg.app_url);
+    c
 }
 
 /// The panel-api binary of this build. The README's test command

@@ -5,8 +5,6 @@
 pub mod configfiles;
 pub mod console;
 pub mod install;
-#[cfg(test)]
-mod kill_tests;
 pub mod manager;
 pub mod spec;
 
