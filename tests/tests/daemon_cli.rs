@@ -15,46 +15,21 @@ use std::time::Duration;
 use wings_stack::ws::Ws;
 use wings_stack::{apply_egg, remove_containers, seed, Egg, Spec};
 
-/// The real `wings` binary, built by cargo for this test profile (a package's
-/// integration tests only get `CARGO_BIN_EXE_*` for their own binaries).
+/// The real `wings` binary. A package's integration tests only get `CARGO_BIN_EXE_*`
+/// for their own binaries, so this takes the one the workspace test build leaves in
+/// `target/<profile>/` (wings' own `tests/binary.rs` makes cargo build it).
 fn wings_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "-p",
-            "wings",
-            "--bin",
-            "wings",
-            "--message-format=json-render-diagnostics",
-            "--manifest-path",
-        ])
-        .arg(&manifest);
         // target/<profile>/deps/<this test>
         let exe = std::env::current_exe().unwrap();
-        let profile = exe
-            .parent()
-            .and_then(Path::parent)
-            .and_then(Path::file_name)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "debug".into());
-        if profile != "debug" {
-            cmd.args(["--profile", &profile]);
-        }
-        let out = cmd
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run cargo build");
-        assert!(out.status.success(), "cargo build -p wings failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "wings")
-            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported the wings executable")
+        let bin = exe.parent().and_then(Path::parent).unwrap().join("wings");
+        assert!(
+            bin.is_file(),
+            "{} is missing: run `cargo build -p wings` (the workspace test run builds it)",
+            bin.display()
+        );
+        bin
     })
 }
 
