@@ -7,7 +7,12 @@
 //!    of the same container spec;
 //! 3. resident memory of the `wings` binary with 0 and 50 servers defined.
 //!
-//! Run: `cargo bench -p wings --bench daemon` (needs the local Docker engine).
+//! Run: `cargo bench -p wings --bench daemon` (needs the local Docker engine). The
+//! memory figure runs the `wings` binary: `target/release/wings` (build it first
+//! with `cargo build --release -p wings`) or the path in `WINGS_BIN`. Websocket
+//! clients count `console output` frames by their JSON prefix, as the baseline
+//! counts newlines, so the figure is wings' delivery rather than the client's
+//! JSON parsing (they share the process and its cores).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -144,9 +149,9 @@ async fn fanout() {
             let mut n = 0u64;
             let deadline = Instant::now() + WINDOW;
             while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-                match ws.next(left).await {
-                    Some((e, _)) if e == "console output" => n += 1,
-                    Some(_) => {}
+                match ws.next_is_console(left).await {
+                    Some(true) => n += 1,
+                    Some(false) => {}
                     None => break,
                 }
             }

@@ -1,7 +1,9 @@
 //! Server events and their websocket encoding (reference §3.6). Each server owns a
 //! broadcast bus; websocket connections subscribe to it.
 
+use axum::extract::ws::Utf8Bytes;
 use openapi::wings::{events, WebsocketMessage};
+use std::sync::{Arc, OnceLock};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum State {
@@ -93,6 +95,56 @@ impl Event {
             Event::BackupCompleted(_) => Some("backup.read"),
             Event::TransferLogs(_) => Some("admin.websocket.transfer"),
             _ => None,
+        }
+    }
+}
+
+/// An event as it travels on a server's bus: one allocation shared by every
+/// subscriber, its websocket text encoded once (by the first socket that sends it)
+/// instead of once per socket.
+#[derive(Debug)]
+pub struct Published {
+    pub event: Event,
+    text: OnceLock<Utf8Bytes>,
+}
+
+impl Published {
+    pub fn new(event: Event) -> Arc<Published> {
+        Arc::new(Published {
+            event,
+            text: OnceLock::new(),
+        })
+    }
+
+    /// The event's websocket message as JSON text (a shared, reference-counted
+    /// buffer: cloning it copies nothing).
+    pub fn text(&self) -> Utf8Bytes {
+        self.text
+            .get_or_init(|| {
+                serde_json::to_string(&self.event.to_message())
+                    .unwrap_or_default()
+                    .into()
+            })
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_text_is_the_message_json() {
+        for ev in [
+            Event::Console("line with \"quotes\" and \u{1b}[33m colour".into()),
+            Event::Status(State::Running),
+            Event::InstallCompleted,
+            Event::Deleted,
+        ] {
+            let p = Published::new(ev.clone());
+            let want = serde_json::to_string(&ev.to_message()).unwrap();
+            assert_eq!(p.text().as_str(), want);
+            assert_eq!(p.text().as_str(), want, "cached text is the same");
         }
     }
 }

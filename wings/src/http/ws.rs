@@ -54,6 +54,8 @@ pub async fn handler(
 
 enum Outbound {
     Msg(WebsocketMessage),
+    /// A bus event's text, encoded once for every socket.
+    Text(axum::extract::ws::Utf8Bytes),
     Close(u16, &'static str),
 }
 
@@ -80,6 +82,7 @@ async fn run(app: Arc<App>, server: Arc<Server>, socket: WebSocket, ip: Option<s
                         Ok(text) => sink.feed(Message::Text(text.into())).await,
                         Err(_) => continue,
                     },
+                    Outbound::Text(text) => sink.feed(Message::Text(text)).await,
                     Outbound::Close(code, reason) => {
                         let _ = sink
                             .send(Message::Close(Some(CloseFrame {
@@ -161,16 +164,26 @@ impl Conn {
 
     /// Upstream's `TokenValid`.
     fn token_valid(&self) -> Result<(), &'static str> {
-        let Some(c) = self.claims() else {
+        self.token_valid_for(
+            self.token
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref(),
+        )
+    }
+
+    /// `TokenValid` of the given claims (read in place, not cloned).
+    fn token_valid_for(&self, c: Option<&TokenClaims>) -> Result<(), &'static str> {
+        let Some(c) = c else {
             return Err(jwt::ERR_NOT_PRESENT);
         };
-        if jwt::check_exp(&c).is_err() {
+        if jwt::check_exp(c).is_err() {
             return Err(jwt::ERR_EXPIRED);
         }
-        if self.app.jwt.is_denylisted(&c) {
+        if self.app.jwt.is_denylisted(c) {
             return Err(jwt::ERR_DENYLIST);
         }
-        if !jwt::has_permission(&c, "websocket.connect") {
+        if !jwt::has_permission(c, "websocket.connect") {
             return Err(jwt::ERR_NO_CONNECT);
         }
         if c.server_uuid.as_deref() != Some(self.server.uuid.as_str()) {
@@ -353,21 +366,29 @@ impl Conn {
                 _ = self.closed.cancelled() => return,
                 r = rx.recv() => r,
             };
-            let ev = match received {
-                Ok(ev) => ev,
+            let published = match received {
+                Ok(p) => p,
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return,
             };
-            if let Some(perm) = ev.permission() {
-                if self.token_valid().is_ok() && !self.can(perm) {
-                    continue;
+            let ev = &published.event;
+            // One look at the token per event, in place: a permission-gated event
+            // is skipped for a valid token without that permission, and an invalid
+            // token gets a `jwt error` instead of the event.
+            let valid = {
+                let token = self.token.read().unwrap_or_else(|e| e.into_inner());
+                let valid = self.token_valid_for(token.as_ref());
+                if let (Some(perm), Ok(()), Some(c)) = (ev.permission(), valid, token.as_ref()) {
+                    if !jwt::has_permission(c, perm) {
+                        continue;
+                    }
                 }
-            }
+                valid
+            };
             if matches!(ev, Event::Deleted) && self.out.is_closed() {
                 return;
             }
-            let msg = ev.to_message();
-            if let Err(e) = self.token_valid() {
+            if let Err(e) = valid {
                 let _ = self.out.try_send(Outbound::Msg(WebsocketMessage::new(
                     events::JWT_ERROR,
                     vec![e.into()],
@@ -375,7 +396,7 @@ impl Conn {
                 continue;
             }
             // Console fan-out never blocks the bus: a full socket drops the line.
-            let _ = self.out.try_send(Outbound::Msg(msg));
+            let _ = self.out.try_send(Outbound::Text(published.text()));
         }
     }
 

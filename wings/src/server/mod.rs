@@ -8,7 +8,7 @@ pub mod install;
 pub mod manager;
 pub mod spec;
 
-use crate::events::{Event, State};
+use crate::events::{Event, Published, State};
 use crate::Shared;
 use console::{daemon_notice, Matcher, Throttle, Verdict};
 use futures::StreamExt;
@@ -100,7 +100,7 @@ pub struct Server {
     process: RwLock<ProcessConfiguration>,
     matchers: RwLock<Vec<Matcher>>,
     state: watch::Sender<State>,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<Arc<Published>>,
     power: tokio::sync::Mutex<()>,
     /// Counts kills; a start or restart under way gives up when it changes, so a
     /// kill that lands between a restart's stop and its start is not lost.
@@ -193,7 +193,7 @@ impl Server {
         self.state.subscribe()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.events.subscribe()
     }
 
@@ -237,7 +237,11 @@ impl Server {
     }
 
     pub fn publish(&self, e: Event) {
-        let _ = self.events.send(e);
+        // Nobody listening: nothing to allocate (a send would drop it anyway).
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let _ = self.events.send(Published::new(e));
     }
 
     /// Prints a Wings console notice (`[Pterodactyl Daemon]: …`).
@@ -643,7 +647,11 @@ impl Server {
         if line.ends_with('\r') {
             line.pop();
         }
-        let line = line.replace(" \r", "\r\n");
+        let line = if line.contains(" \r") {
+            line.replace(" \r", "\r\n")
+        } else {
+            line
+        };
         match self.state() {
             State::Starting => {
                 let strip = self
@@ -919,7 +927,14 @@ impl Server {
 
     /// The disk limit in bytes (0 = unlimited).
     pub fn disk_limit(&self) -> i64 {
-        self.settings().build.disk_space.max(0) * 1024 * 1024
+        // Read in place: this runs on every upload write.
+        let disk_space = self
+            .settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .build
+            .disk_space;
+        disk_space.max(0) * 1024 * 1024
     }
 
     /// Whether `delta` more bytes fit under the disk limit (cached usage, §6.9).

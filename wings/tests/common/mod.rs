@@ -507,6 +507,25 @@ impl Ws {
         }
     }
 
+    /// Whether the next text frame within `timeout` is a `console output` event,
+    /// told by its prefix without parsing the JSON (the fan-out benchmark counts
+    /// frames as cheaply as its `docker attach` baseline counts newlines); `None`
+    /// when nothing arrives.
+    pub async fn next_is_console(&mut self, timeout: Duration) -> Option<bool> {
+        const PREFIX: &str = r#"{"event":"console output""#;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let msg = tokio::time::timeout(left, self.stream.next())
+                .await
+                .ok()??
+                .ok()?;
+            if let Message::Text(t) = msg {
+                return Some(t.starts_with(PREFIX));
+            }
+        }
+    }
+
     /// Waits for an event matching `pred`, returning everything seen up to it.
     pub async fn wait_for(
         &mut self,
