@@ -352,16 +352,30 @@ impl russh::server::Handler for Connection {
 
 // ------------------------------------------------------------------ the subsystem
 
+/// What a file handle reads or writes.
+enum Target {
+    File(std::fs::File),
+    /// Whole-file uploads go to a temporary file renamed into place on close;
+    /// a client that disconnects or fails mid-upload leaves nothing behind.
+    Temp(jail::TempFile),
+}
+
+impl Target {
+    fn file(&self) -> &std::fs::File {
+        match self {
+            Target::File(f) => f,
+            Target::Temp(t) => t.file_ref(),
+        }
+    }
+}
+
 enum OpenHandle {
     File {
-        file: std::fs::File,
+        file: Target,
         rel: String,
         writable: bool,
         created: bool,
         size: u64,
-        /// Whole-file uploads go to a temporary file renamed into place on close;
-        /// a client that disconnects or fails mid-upload leaves nothing behind.
-        temp: Option<jail::TempFile>,
         failed: bool,
         /// Bytes of the file this upload replaces (released on commit).
         replaced: i64,
@@ -532,7 +546,7 @@ impl Drop for SftpSession {
     fn drop(&mut self) {
         for h in self.handles.values() {
             if let OpenHandle::File {
-                temp: Some(_),
+                file: Target::Temp(_),
                 size,
                 ..
             } = h
@@ -587,7 +601,7 @@ impl russh_sftp::server::Handler for SftpSession {
     async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, Self::Error> {
         match self.handles.get(&handle) {
             Some(OpenHandle::File { file, .. }) => {
-                let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(file))
+                let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(file.file()))
                     .map_err(|e| fs_status(e.into()))?;
                 Ok(Attrs {
                     id,
@@ -662,20 +676,27 @@ impl russh_sftp::server::Handler for SftpSession {
             self.can("file.read-content")?;
             let (file, st) = self.fs.jail.open_read(&r).map_err(fs_status)?;
             let handle = self.handle(OpenHandle::File {
-                file,
+                file: Target::File(file),
                 rel: r,
                 writable: false,
                 created: false,
                 size: st.st_size as u64,
-                temp: None,
                 failed: false,
                 replaced: 0,
             });
             return Ok(Handle { id, handle });
         }
         self.writable()?;
-        // One lstat answers both "exists" and the size a replacement frees.
-        let current = self.fs.jail.lstat(&r).ok();
+        // One lstat answers both "exists" and the size a replacement frees; the
+        // parent it resolved is kept for the temporary file.
+        let parent = match r.is_empty() {
+            true => None,
+            false => self.fs.jail.parent_dir(&r).ok(),
+        };
+        let current = match &parent {
+            Some(p) => p.lstat().ok(),
+            None => self.fs.jail.lstat(&r).ok(),
+        };
         let exists = current.is_some();
         if exists {
             self.can("file.update")?;
@@ -698,15 +719,17 @@ impl russh_sftp::server::Handler for SftpSession {
             if !pflags.contains(OpenFlags::CREATE) && !exists {
                 return Err(status(StatusCode::NoSuchFile, "No such file"));
             }
-            let mut tmp = self.fs.jail.temp_beside(&r).map_err(fs_status)?;
-            let file = tmp.file().try_clone().map_err(|e| fs_status(e.into()))?;
+            let tmp = match parent {
+                Some(p) => self.fs.jail.temp_in(p),
+                None => self.fs.jail.temp_beside(&r),
+            }
+            .map_err(fs_status)?;
             let handle = self.handle(OpenHandle::File {
-                file,
+                file: Target::Temp(tmp),
                 rel: r,
                 writable: true,
                 created: !exists,
                 size: 0,
-                temp: Some(tmp),
                 failed: false,
                 replaced: old,
             });
@@ -718,12 +741,11 @@ impl russh_sftp::server::Handler for SftpSession {
             .open_write(&r, false, false)
             .map_err(fs_status)?;
         let handle = self.handle(OpenHandle::File {
-            file,
+            file: Target::File(file),
             rel: r,
             writable: true,
             created,
             size: old as u64,
-            temp: None,
             failed: false,
             replaced: 0,
         });
@@ -742,6 +764,7 @@ impl russh_sftp::server::Handler for SftpSession {
         };
         let mut buf = vec![0u8; len.min(256 * 1024) as usize];
         let n = file
+            .file()
             .read_at(&mut buf, offset)
             .map_err(|e| fs_status(e.into()))?;
         if n == 0 {
@@ -763,7 +786,6 @@ impl russh_sftp::server::Handler for SftpSession {
             file,
             writable: true,
             size,
-            temp,
             failed,
             replaced,
             ..
@@ -774,12 +796,16 @@ impl russh_sftp::server::Handler for SftpSession {
         let end = offset + data.len() as u64;
         let grow = end.saturating_sub(*size) as i64;
         // A replacing upload only has to fit once the old file is gone.
-        let credit = if temp.is_some() { *replaced } else { 0 };
+        let credit = if matches!(file, Target::Temp(_)) {
+            *replaced
+        } else {
+            0
+        };
         if grow > 0 && !server.has_space_for(grow - credit.min(*size as i64 + grow)) {
             *failed = true;
             return Err(quota());
         }
-        if let Err(e) = file.write_all_at(&data, offset) {
+        if let Err(e) = file.file().write_all_at(&data, offset) {
             *failed = true;
             return Err(fs_status(e.into()));
         }
@@ -792,17 +818,16 @@ impl russh_sftp::server::Handler for SftpSession {
 
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
         if let Some(OpenHandle::File {
+            file,
             rel,
             writable: true,
             created,
-            temp,
             failed,
             replaced,
             size,
-            ..
         }) = self.handles.remove(&handle)
         {
-            if let Some(tmp) = temp {
+            if let Target::Temp(tmp) = file {
                 if failed {
                     // Dropped: the partial upload is removed, the old file kept.
                     self.fs.server.add_disk_usage(-(size as i64));
@@ -860,7 +885,8 @@ impl russh_sftp::server::Handler for SftpSession {
                     } else {
                         mode & 0o7777
                     };
-                    file.set_permissions(std::fs::Permissions::from_mode(mode))
+                    file.file()
+                        .set_permissions(std::fs::Permissions::from_mode(mode))
                         .map_err(|e| fs_status(e.into()))?;
                 }
                 return Ok(ok(id));

@@ -121,6 +121,27 @@ pub struct Jail {
     path: PathBuf,
     uid: u32,
     gid: u32,
+    /// Whether wings runs as root (new files are then given to `uid:gid`); asked
+    /// once, not per file.
+    chown: bool,
+}
+
+/// The directory holding a path's last component, opened beneath the root; only
+/// [`Jail::parent_dir`] makes one, so it never stands for a directory outside.
+pub struct ParentDir<'a> {
+    fd: OwnedFd,
+    name: &'a str,
+}
+
+impl ParentDir<'_> {
+    /// lstat of the last component.
+    pub fn lstat(&self) -> FsResult<FileStat> {
+        Ok(fstatat(
+            Some(self.fd.as_raw_fd()),
+            self.name,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?)
+    }
 }
 
 /// One entry of a directory listing (lstat of the entry).
@@ -144,6 +165,7 @@ impl Jail {
             path: path.to_path_buf(),
             uid,
             gid,
+            chown: nix::unistd::geteuid().is_root(),
         })
     }
 
@@ -170,6 +192,13 @@ impl Jail {
         let (dir, name) = split(rel);
         let fd = self.open_at(dir, OFlag::O_PATH | OFlag::O_DIRECTORY, 0)?;
         Ok((fd, name))
+    }
+
+    /// Like [`Jail::parent`], kept for [`ParentDir::lstat`] and [`Jail::temp_in`]:
+    /// one resolution of the parent serves both.
+    pub fn parent_dir<'a>(&self, rel: &'a str) -> FsResult<ParentDir<'a>> {
+        let (fd, name) = self.parent(rel)?;
+        Ok(ParentDir { fd, name })
     }
 
     /// stat, following symlinks that stay beneath the root.
@@ -254,6 +283,15 @@ impl Jail {
             }
             Err(e) => return Err(e),
         };
+        self.temp_in(ParentDir { fd: dirfd, name })
+    }
+
+    /// [`Jail::temp_beside`] in a parent already opened (and existing).
+    pub fn temp_in(&self, parent: ParentDir<'_>) -> FsResult<TempFile> {
+        let ParentDir { fd: dirfd, name } = parent;
+        if name.is_empty() {
+            return Err(FsError::IsRoot);
+        }
         for _ in 0..16 {
             let tmp = format!(
                 ".{}.ferro-{:016x}.tmp",
@@ -393,7 +431,7 @@ impl Jail {
     }
 
     pub fn chown_fd(&self, fd: RawFd) {
-        if nix::unistd::geteuid().is_root() {
+        if self.chown {
             let _ = nix::unistd::fchown(
                 fd,
                 Some(nix::unistd::Uid::from_raw(self.uid)),
@@ -579,17 +617,14 @@ impl TempFile {
         self.file.as_mut().expect("temp file open until commit")
     }
 
-    /// Replaces the target (a file or a symlink; a directory is refused).
+    /// The open file, shared (positioned writes and fstat need no `&mut`).
+    pub fn file_ref(&self) -> &File {
+        self.file.as_ref().expect("temp file open until commit")
+    }
+
+    /// Replaces the target (a file or a symlink; a directory is refused: rename(2)
+    /// of a file onto a directory fails with EISDIR, which is `IsDirectory`).
     pub fn commit(mut self) -> FsResult<()> {
-        if let Ok(st) = fstatat(
-            Some(self.dir.as_raw_fd()),
-            self.target.as_str(),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        ) {
-            if is_dir(&st) {
-                return Err(FsError::IsDirectory);
-            }
-        }
         // No fsync: the rename is atomic for readers, as upstream's in-place
         // writes are not durable either; an fsync per file made many small
         // uploads several times slower.
@@ -673,5 +708,37 @@ mod tests {
             "x"
         );
         assert_eq!(std::fs::read_to_string(root.join("hl")).unwrap(), "new");
+    }
+
+    #[test]
+    fn a_temp_file_in_a_kept_parent_commits_and_never_replaces_a_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("sub/dir")).unwrap();
+        std::fs::write(root.join("sub/old"), "old").unwrap();
+        std::os::unix::fs::symlink(t.path(), root.join("out")).unwrap();
+        let j = Jail::open(&root, 0, 0).unwrap();
+        // The parent is resolved once, beneath the root: a link out of it is refused.
+        assert!(matches!(j.parent_dir("out/x"), Err(FsError::NotFound)));
+        let parent = j.parent_dir("sub/old").unwrap();
+        assert_eq!(parent.lstat().unwrap().st_size, 3);
+        let tmp = j.temp_in(parent).unwrap();
+        use std::io::Write;
+        tmp.file_ref().write_all(b"new!").unwrap();
+        tmp.commit().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("sub/old")).unwrap(),
+            "new!"
+        );
+        // Onto a directory: refused, the directory and its parent left as they were.
+        let tmp = j.temp_in(j.parent_dir("sub/dir").unwrap()).unwrap();
+        assert!(matches!(tmp.commit(), Err(FsError::IsDirectory)));
+        assert!(root.join("sub/dir").is_dir());
+        let mut names: Vec<_> = std::fs::read_dir(root.join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["dir", "old"], "no temporary file left behind");
     }
 }
