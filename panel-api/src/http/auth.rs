@@ -61,6 +61,11 @@ pub struct Auth {
     pub email: String,
     pub root_admin: bool,
     pub use_totp: bool,
+    /// The rest of what `GET /api/client/account` shows, read with the key so that
+    /// route needs no statement of its own.
+    pub name_first: String,
+    pub name_last: String,
+    pub language: String,
     /// The caller's address (for activity logs).
     #[sqlx(skip)]
     pub ip: Option<String>,
@@ -136,7 +141,8 @@ async fn authenticate(st: &AppState, token: &str) -> ApiResult<Auth> {
         "SELECT k.id AS key_id, k.key_type, k.identifier, k.token_hash, k.allowed_ips, k.expires_at, k.last_used_at,
                 k.r_servers, k.r_nodes, k.r_allocations, k.r_users, k.r_locations, k.r_nests, k.r_eggs,
                 k.r_database_hosts, k.r_server_databases,
-                u.id AS user_id, u.uuid AS user_uuid, u.username, u.email, u.root_admin, u.use_totp
+                u.id AS user_id, u.uuid AS user_uuid, u.username, u.email, u.root_admin, u.use_totp,
+                u.name_first, u.name_last, u.language
          FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.identifier = $1",
     )
     .bind(identifier)

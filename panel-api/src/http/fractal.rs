@@ -84,6 +84,15 @@ pub struct TypedItem<'a, T> {
     pub attributes: &'a T,
 }
 
+/// `{"object": object, "attributes": attributes, "meta": meta}` from typed values,
+/// the same bytes as [`item`] with `Some(meta)`.
+#[derive(Serialize)]
+pub struct TypedItemMeta<'a, T, M> {
+    pub object: &'a str,
+    pub attributes: &'a T,
+    pub meta: &'a M,
+}
+
 /// Requested includes, limited to two levels as upstream does.
 #[derive(Clone, Debug, Default)]
 pub struct Includes(Vec<String>);
@@ -445,6 +454,67 @@ impl ListQuery<'_> {
     }
 }
 
+/// [`ListQuery`] in one statement: the total rides on the page as its last column,
+/// an uncorrelated `(SELECT COUNT(*) FROM … WHERE TRUE <filters>)` that PostgreSQL
+/// runs once, so a page costs one round trip instead of two. `from` is
+/// `FROM … WHERE TRUE` of both the count and the page, `columns` the page's columns
+/// (decoders read them by position, the total comes after them). Only a page past
+/// the end (no row to carry the total) runs the count on its own.
+pub struct FoldedListQuery<'a> {
+    pub columns: &'a str,
+    /// `FROM … WHERE TRUE` of the page.
+    pub from: &'a str,
+    /// `FROM … WHERE TRUE` of the count (the page's without its joins).
+    pub count_from: &'a str,
+    pub filters: &'a [FilterSpec],
+    pub sorts: &'a [(&'static str, &'static str)],
+    pub default_order: &'a str,
+}
+
+impl FoldedListQuery<'_> {
+    pub async fn fetch<R>(
+        &self,
+        db: &sqlx::PgPool,
+        p: &Params,
+        page: &Page,
+    ) -> ApiResult<(Vec<R>, i64)>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        use sqlx::Row;
+        let order = order_by(p, self.sorts, self.default_order)?;
+        let mut q = sqlx::QueryBuilder::new(format!(
+            "SELECT {}, (SELECT COUNT(*) {}",
+            self.columns, self.count_from
+        ));
+        apply_filters(&mut q, p, self.filters)?;
+        q.push(") ").push(self.from);
+        apply_filters(&mut q, p, self.filters)?;
+        q.push(order)
+            .push(" LIMIT ")
+            .push_bind(page.per_page)
+            .push(" OFFSET ")
+            .push_bind(page.offset());
+        let rows: Vec<sqlx::postgres::PgRow> = q.build().fetch_all(db).await?;
+        let total = match rows.first() {
+            Some(r) => r.try_get::<i64, _>(r.len() - 1)?,
+            None if page.page > 1 => {
+                let mut count =
+                    sqlx::QueryBuilder::new(format!("SELECT COUNT(*) {}", self.count_from));
+                apply_filters(&mut count, p, self.filters)?;
+                count.build_query_scalar().fetch_one(db).await?
+            }
+            // An empty first page: nothing matches.
+            None => 0,
+        };
+        let rows = rows
+            .iter()
+            .map(R::from_row)
+            .collect::<Result<Vec<R>, sqlx::Error>>()?;
+        Ok((rows, total))
+    }
+}
+
 /// The paginated list response for `items` rendered from one page.
 pub fn page_response(
     object: &str,
@@ -509,9 +579,21 @@ impl ListWriter {
     }
 
     /// Closes the list with `meta.pagination` and answers 200.
-    pub fn finish_paginated(mut self, total: i64, page: &Page, base: &str) -> Response {
+    pub fn finish_paginated(self, total: i64, page: &Page, base: &str) -> Response {
+        self.finish_paginated_query(total, page, base, None)
+    }
+
+    /// [`ListWriter::finish_paginated`] with the links keeping the incoming query
+    /// (client lists), as [`pagination`]'s `keep_query`.
+    pub fn finish_paginated_query(
+        mut self,
+        total: i64,
+        page: &Page,
+        base: &str,
+        keep_query: Option<&Params>,
+    ) -> Response {
         self.buf.extend_from_slice(br#"],"meta":"#);
-        let meta = pagination(total, self.count, page, base, None);
+        let meta = pagination(total, self.count, page, base, keep_query);
         json::compact_into(&mut self.buf, &meta);
         self.buf.push(b'}');
         let mut resp = (StatusCode::OK, self.buf).into_response();

@@ -67,7 +67,50 @@ pub struct NodeRow {
 const SELECT: &str = "SELECT n.*, COALESCE((SELECT SUM(s.memory) FROM servers s WHERE s.node_id = n.id), 0)::BIGINT AS alloc_memory,
         COALESCE((SELECT SUM(s.disk) FROM servers s WHERE s.node_id = n.id), 0)::BIGINT AS alloc_disk FROM nodes n";
 
+/// [`NodeRow`]'s own columns in its order (over `n`), without the allocated totals,
+/// for [`NodeRow::decode_light_at`].
+pub const LIGHT_COLUMNS: &str = "n.id, n.uuid, n.public, n.name, n.description, n.location_id,
+    n.fqdn, n.scheme, n.behind_proxy, n.maintenance_mode, n.memory, n.memory_overallocate, n.disk,
+    n.disk_overallocate, n.upload_size, n.daemon_token_id, n.daemon_token, n.daemon_listen,
+    n.daemon_sftp, n.daemon_base, n.created_at, n.updated_at";
+
+/// How many columns [`LIGHT_COLUMNS`] names.
+pub const LIGHT_WIDTH: usize = 22;
+
 impl NodeRow {
+    /// Decodes [`LIGHT_COLUMNS`] from column `i` on. `alloc_memory` and `alloc_disk`
+    /// (sums over all the node's servers) are not loaded and left at 0: only the
+    /// node transformer prints them, and it loads rows with [`find`].
+    pub fn decode_light_at(r: &sqlx::postgres::PgRow, i: usize) -> Result<NodeRow, sqlx::Error> {
+        use sqlx::Row;
+        Ok(NodeRow {
+            id: r.try_get(i)?,
+            uuid: r.try_get(i + 1)?,
+            public: r.try_get(i + 2)?,
+            name: r.try_get(i + 3)?,
+            description: r.try_get(i + 4)?,
+            location_id: r.try_get(i + 5)?,
+            fqdn: r.try_get(i + 6)?,
+            scheme: r.try_get(i + 7)?,
+            behind_proxy: r.try_get(i + 8)?,
+            maintenance_mode: r.try_get(i + 9)?,
+            memory: r.try_get(i + 10)?,
+            memory_overallocate: r.try_get(i + 11)?,
+            disk: r.try_get(i + 12)?,
+            disk_overallocate: r.try_get(i + 13)?,
+            upload_size: r.try_get(i + 14)?,
+            daemon_token_id: r.try_get(i + 15)?,
+            daemon_token: r.try_get(i + 16)?,
+            daemon_listen: r.try_get(i + 17)?,
+            daemon_sftp: r.try_get(i + 18)?,
+            daemon_base: r.try_get(i + 19)?,
+            created_at: r.try_get(i + 20)?,
+            updated_at: r.try_get(i + 21)?,
+            alloc_memory: 0,
+            alloc_disk: 0,
+        })
+    }
+
     pub fn conn(&self, st: &AppState) -> ApiResult<NodeConn> {
         Ok(NodeConn {
             scheme: self.scheme.clone(),

@@ -71,53 +71,63 @@ pub struct ServerRow {
 pub const SELECT: &str = "SELECT s.*, n.location_id, l.short AS location_short FROM servers s
     JOIN nodes n ON n.id = s.node_id JOIN locations l ON l.id = n.location_id";
 
-/// [`SELECT`] with the columns named in [`ServerRow`]'s order, for [`Ordered`].
-const LIST_SELECT: &str = "SELECT s.id, s.external_id, s.uuid, s.uuid_short, s.node_id, s.name,
+/// [`ServerRow`]'s columns in its order, for [`ServerRow::decode_at`] (over `s`,
+/// `n` = its node, `l` = the node's location).
+pub const ROW_COLUMNS: &str = "s.id, s.external_id, s.uuid, s.uuid_short, s.node_id, s.name,
     s.description, s.status, s.skip_scripts, s.owner_id, s.memory, s.swap, s.disk, s.io, s.cpu,
     s.threads, s.oom_disabled, s.allocation_id, s.nest_id, s.egg_id, s.startup, s.image,
     s.allocation_limit, s.database_limit, s.backup_limit, s.installed_at, s.created_at,
-    s.updated_at, n.location_id, l.short AS location_short FROM servers s
-    JOIN nodes n ON n.id = s.node_id JOIN locations l ON l.id = n.location_id";
+    s.updated_at, n.location_id, l.short AS location_short";
 
-/// A [`ServerRow`] selected with [`LIST_SELECT`], decoded by position: a list page
+/// How many columns [`ROW_COLUMNS`] names.
+pub const ROW_WIDTH: usize = 30;
+
+/// A [`ServerRow`] selected with [`ROW_COLUMNS`], decoded by position: a list page
 /// decodes 30 columns per row, and a by-name lookup hashes each name.
 pub struct Ordered(pub ServerRow);
 
 impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Ordered {
     fn from_row(r: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        ServerRow::decode_at(r, 0).map(Ordered)
+    }
+}
+
+impl ServerRow {
+    /// Decodes [`ROW_COLUMNS`] from column `i` on.
+    pub fn decode_at(r: &sqlx::postgres::PgRow, i: usize) -> Result<ServerRow, sqlx::Error> {
         use sqlx::Row;
-        Ok(Ordered(ServerRow {
-            id: r.try_get(0)?,
-            external_id: r.try_get(1)?,
-            uuid: r.try_get(2)?,
-            uuid_short: r.try_get(3)?,
-            node_id: r.try_get(4)?,
-            name: r.try_get(5)?,
-            description: r.try_get(6)?,
-            status: r.try_get(7)?,
-            skip_scripts: r.try_get(8)?,
-            owner_id: r.try_get(9)?,
-            memory: r.try_get(10)?,
-            swap: r.try_get(11)?,
-            disk: r.try_get(12)?,
-            io: r.try_get(13)?,
-            cpu: r.try_get(14)?,
-            threads: r.try_get(15)?,
-            oom_disabled: r.try_get(16)?,
-            allocation_id: r.try_get(17)?,
-            nest_id: r.try_get(18)?,
-            egg_id: r.try_get(19)?,
-            startup: r.try_get(20)?,
-            image: r.try_get(21)?,
-            allocation_limit: r.try_get(22)?,
-            database_limit: r.try_get(23)?,
-            backup_limit: r.try_get(24)?,
-            installed_at: r.try_get(25)?,
-            created_at: r.try_get(26)?,
-            updated_at: r.try_get(27)?,
-            location_id: r.try_get(28)?,
-            location_short: r.try_get(29)?,
-        }))
+        Ok(ServerRow {
+            id: r.try_get(i)?,
+            external_id: r.try_get(i + 1)?,
+            uuid: r.try_get(i + 2)?,
+            uuid_short: r.try_get(i + 3)?,
+            node_id: r.try_get(i + 4)?,
+            name: r.try_get(i + 5)?,
+            description: r.try_get(i + 6)?,
+            status: r.try_get(i + 7)?,
+            skip_scripts: r.try_get(i + 8)?,
+            owner_id: r.try_get(i + 9)?,
+            memory: r.try_get(i + 10)?,
+            swap: r.try_get(i + 11)?,
+            disk: r.try_get(i + 12)?,
+            io: r.try_get(i + 13)?,
+            cpu: r.try_get(i + 14)?,
+            threads: r.try_get(i + 15)?,
+            oom_disabled: r.try_get(i + 16)?,
+            allocation_id: r.try_get(i + 17)?,
+            nest_id: r.try_get(i + 18)?,
+            egg_id: r.try_get(i + 19)?,
+            startup: r.try_get(i + 20)?,
+            image: r.try_get(i + 21)?,
+            allocation_limit: r.try_get(i + 22)?,
+            database_limit: r.try_get(i + 23)?,
+            backup_limit: r.try_get(i + 24)?,
+            installed_at: r.try_get(i + 25)?,
+            created_at: r.try_get(i + 26)?,
+            updated_at: r.try_get(i + 27)?,
+            location_id: r.try_get(i + 28)?,
+            location_short: r.try_get(i + 29)?,
+        })
     }
 }
 
@@ -561,9 +571,11 @@ pub async fn index(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResu
             ));
         }
     }
-    let (rows, total): (Vec<Ordered>, i64) = fractal::ListQuery {
-        count: "SELECT COUNT(*) FROM servers s WHERE TRUE",
-        select: &format!("{LIST_SELECT} WHERE TRUE"),
+    let (rows, total): (Vec<Ordered>, i64) = fractal::FoldedListQuery {
+        columns: ROW_COLUMNS,
+        from: "FROM servers s JOIN nodes n ON n.id = s.node_id
+            JOIN locations l ON l.id = n.location_id WHERE TRUE",
+        count_from: "FROM servers s WHERE TRUE",
         filters: FILTERS,
         sorts: &[("id", "s.id"), ("uuid", "s.uuid")],
         default_order: "s.id",

@@ -208,9 +208,10 @@ const FILTERS: &[FilterSpec] = &[
 pub async fn index(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResult<Response> {
     auth.authorize(Acl::Users, READ)?;
     let page = Page::from_params(&p, 50, fractal::MAX_PER_PAGE)?;
-    let (rows, total): (Vec<UserRow>, i64) = fractal::ListQuery {
-        count: "SELECT COUNT(*) FROM users WHERE TRUE",
-        select: &format!("SELECT {COLUMNS} FROM users WHERE TRUE"),
+    let (rows, total): (Vec<UserRow>, i64) = fractal::FoldedListQuery {
+        columns: COLUMNS,
+        from: "FROM users WHERE TRUE",
+        count_from: "FROM users WHERE TRUE",
         filters: FILTERS,
         sorts: &[("id", "id"), ("uuid", "uuid")],
         default_order: "id",

@@ -42,36 +42,49 @@ async fn log(st: &AppState, auth: &Auth, event: &str, properties: Value) {
 #[derive(sqlx::FromRow)]
 struct Me {
     id: i64,
-    root_admin: bool,
-    username: String,
     email: String,
-    name_first: String,
-    name_last: String,
-    language: String,
     password: String,
     use_totp: bool,
     totp_secret: Option<String>,
 }
 
 async fn me(st: &AppState, auth: &Auth) -> ApiResult<Me> {
-    Ok(sqlx::query_as(
-        "SELECT id, root_admin, username, email, name_first, name_last, language, password, use_totp, totp_secret FROM users WHERE id = $1",
+    Ok(
+        sqlx::query_as(
+            "SELECT id, email, password, use_totp, totp_secret FROM users WHERE id = $1",
+        )
+        .bind(auth.user_id)
+        .fetch_one(&st.db)
+        .await?,
     )
-    .bind(auth.user_id)
-    .fetch_one(&st.db)
-    .await?)
 }
 
 #[utoipa::path(get, path = "/api/client/account", tag = "client account",
     responses((status = 200, description = "`user` (account)")), security(("api_key" = [])))]
-pub async fn index(State(st): State<AppState>, auth: Auth) -> ApiResult<Response> {
-    let u = me(&st, &auth).await?;
-    Ok(fractal::ok(&fractal::item(
-        "user",
-        json!({"id": u.id, "admin": u.root_admin, "username": u.username, "email": u.email,
-            "first_name": u.name_first, "last_name": u.name_last, "language": u.language}),
-        None,
-    )))
+pub async fn index(auth: Auth) -> ApiResult<Response> {
+    // The user row was read with the key (`http::auth`), in the same statement.
+    #[derive(serde::Serialize)]
+    struct Account<'a> {
+        id: i64,
+        admin: bool,
+        username: &'a str,
+        email: &'a str,
+        first_name: &'a str,
+        last_name: &'a str,
+        language: &'a str,
+    }
+    Ok(fractal::ok(&fractal::TypedItem {
+        object: "user",
+        attributes: &Account {
+            id: auth.user_id,
+            admin: auth.root_admin,
+            username: &auth.username,
+            email: &auth.email,
+            first_name: &auth.name_first,
+            last_name: &auth.name_last,
+            language: &auth.language,
+        },
+    }))
 }
 
 /// Upstream's issuer encoding: whitespace removed, form-encoded, then raw-encoded.

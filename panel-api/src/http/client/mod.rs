@@ -192,7 +192,8 @@ pub fn is_known_permission(perm: &str) -> bool {
 }
 
 /// A server-scoped request: the caller, the server, its node, and the caller's
-/// standing on it.
+/// standing on it. `node` comes without its allocated totals (`alloc_memory`,
+/// `alloc_disk` are 0), see [`load`].
 pub struct Ctx {
     pub auth: Auth,
     pub server: app_servers::ServerRow,
@@ -221,21 +222,7 @@ impl Ctx {
 
     /// `user_permissions` / the JWT's `permissions` (§7.4).
     pub fn user_permissions(&self) -> Vec<String> {
-        if self.auth.root_admin {
-            [
-                "*",
-                "admin.websocket.errors",
-                "admin.websocket.install",
-                "admin.websocket.transfer",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-        } else if self.is_owner {
-            vec!["*".into()]
-        } else {
-            self.subuser_permissions.clone()
-        }
+        user_permissions(&self.auth, self.is_owner, self.subuser_permissions.clone())
     }
 
     /// A JWT for this server's node, for the caller (upstream's NodeJWTService with
@@ -302,6 +289,29 @@ impl Ctx {
     }
 }
 
+/// `user_permissions` / the JWT's `permissions` (§7.4) of a caller with this standing.
+pub fn user_permissions(
+    auth: &Auth,
+    is_owner: bool,
+    subuser_permissions: Vec<String>,
+) -> Vec<String> {
+    if auth.root_admin {
+        [
+            "*",
+            "admin.websocket.errors",
+            "admin.websocket.install",
+            "admin.websocket.transfer",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    } else if is_owner {
+        vec!["*".into()]
+    } else {
+        subuser_permissions
+    }
+}
+
 /// Writes an activity event performed by the authenticated caller (actor, key, ip).
 /// A failed write is logged, never turned into a failed request.
 pub async fn log_as(
@@ -322,67 +332,116 @@ pub async fn log_as(
     }
 }
 
-/// Loads `{server}` (8-char identifier or full uuid) for the caller, applying the
-/// access rule. The state conflict check is left to [`Ctx::active`] callers.
-pub async fn load(st: &AppState, auth: &Auth, raw: &str) -> ApiResult<Ctx> {
-    let row = if raw.len() == 8 {
-        sqlx::query_as::<_, app_servers::ServerRow>(&format!(
-            "{} WHERE s.uuid_short = $1",
-            app_servers::SELECT
-        ))
-        .bind(raw)
-        .fetch_optional(&st.db)
-        .await?
-    } else {
-        match raw.parse::<uuid::Uuid>() {
-            Ok(u) => {
-                sqlx::query_as::<_, app_servers::ServerRow>(&format!(
-                    "{} WHERE s.uuid = $1",
-                    app_servers::SELECT
-                ))
-                .bind(u)
-                .fetch_optional(&st.db)
-                .await?
-            }
-            Err(_) => None,
+/// `WHERE` clause resolving `{server}`: the 8-char identifier or the full uuid
+/// (`$1`); `None` when `raw` can be neither (a 404 without a query).
+pub(crate) enum ServerKey {
+    Short(String),
+    Uuid(uuid::Uuid),
+}
+
+impl ServerKey {
+    pub(crate) fn parse(raw: &str) -> Option<ServerKey> {
+        if raw.len() == 8 {
+            Some(ServerKey::Short(raw.to_string()))
+        } else {
+            raw.parse::<uuid::Uuid>().ok().map(ServerKey::Uuid)
         }
-    };
-    let server = row.ok_or_else(ApiError::not_found)?;
+    }
+
+    pub(crate) fn clause(&self) -> &'static str {
+        match self {
+            ServerKey::Short(_) => "s.uuid_short = $1",
+            ServerKey::Uuid(_) => "s.uuid = $1",
+        }
+    }
+
+    pub(crate) fn bind<'q, O>(
+        self,
+        q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        match self {
+            ServerKey::Short(s) => q.bind(s),
+            ServerKey::Uuid(u) => q.bind(u),
+        }
+    }
+}
+
+/// Upstream's access rule once the server is found: an application key is refused
+/// (403), then the owner, a subuser (`permissions` is their row's list) or a root
+/// admin may see it; anyone else gets a 404. Returns (is owner, subuser permissions).
+pub(crate) fn access(
+    auth: &Auth,
+    owner_id: i64,
+    permissions: Option<&serde_json::Value>,
+) -> ApiResult<(bool, Vec<String>)> {
     if auth.key_type == crate::http::auth::KEY_TYPE_APPLICATION {
         return Err(crate::http::auth::application_key_refused());
     }
-    let is_owner = server.owner_id == auth.user_id;
-    let mut subuser_permissions = Vec::new();
-    if !is_owner {
-        let perms: Option<serde_json::Value> = sqlx::query_scalar(
-            "SELECT permissions FROM subusers WHERE server_id = $1 AND user_id = $2",
-        )
-        .bind(server.id)
+    if owner_id == auth.user_id {
+        return Ok((true, Vec::new()));
+    }
+    match permissions {
+        Some(p) => Ok((false, permission_list(p))),
+        None if auth.root_admin => Ok((false, Vec::new())),
+        None => Err(ApiError::http(
+            StatusCode::NOT_FOUND,
+            "NotFoundHttpException",
+            NO_ACCESS,
+        )),
+    }
+}
+
+/// A subuser's `permissions` JSON array as strings (anything else is none).
+pub(crate) fn permission_list(p: &serde_json::Value) -> Vec<String> {
+    p.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Loads `{server}` (8-char identifier or full uuid) for the caller, applying the
+/// access rule. The state conflict check is left to [`Ctx::active`] callers.
+///
+/// One statement: the server, its node (without the allocated totals, which no
+/// client route shows) and the caller's subuser permissions.
+pub async fn load(st: &AppState, auth: &Auth, raw: &str) -> ApiResult<Ctx> {
+    struct Loaded(
+        app_servers::ServerRow,
+        nodes::NodeRow,
+        Option<serde_json::Value>,
+    );
+    impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Loaded {
+        fn from_row(r: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+            use sqlx::Row;
+            let n = app_servers::ROW_WIDTH;
+            Ok(Loaded(
+                app_servers::ServerRow::decode_at(r, 0)?,
+                nodes::NodeRow::decode_light_at(r, n)?,
+                r.try_get(n + nodes::LIGHT_WIDTH)?,
+            ))
+        }
+    }
+    let Some(key) = ServerKey::parse(raw) else {
+        return Err(ApiError::not_found());
+    };
+    let sql = format!(
+        "SELECT {}, {}, (SELECT su.permissions FROM subusers su WHERE su.server_id = s.id AND su.user_id = $2)
+         FROM servers s JOIN nodes n ON n.id = s.node_id JOIN locations l ON l.id = n.location_id
+         WHERE {}",
+        app_servers::ROW_COLUMNS,
+        nodes::LIGHT_COLUMNS,
+        key.clause()
+    );
+    let row: Option<Loaded> = key
+        .bind(sqlx::query_as(&sql))
         .bind(auth.user_id)
         .fetch_optional(&st.db)
         .await?;
-        match perms {
-            Some(p) => {
-                subuser_permissions = p
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            }
-            None if auth.root_admin => {}
-            None => {
-                return Err(ApiError::http(
-                    StatusCode::NOT_FOUND,
-                    "NotFoundHttpException",
-                    NO_ACCESS,
-                ))
-            }
-        }
-    }
-    let node = nodes::find(st, server.node_id).await?;
+    let Loaded(server, node, perms) = row.ok_or_else(ApiError::not_found)?;
+    let (is_owner, subuser_permissions) = access(auth, server.owner_id, perms.as_ref())?;
     Ok(Ctx {
         auth: auth.clone(),
         server,

@@ -3,7 +3,7 @@
 
 use super::{atom, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::http::application::servers::{ServerRow, SELECT};
+use crate::http::application::servers::{ServerRow, ROW_COLUMNS, ROW_WIDTH};
 use crate::http::auth::Auth;
 use crate::http::fractal::{self, FilterKind, FilterSpec, Includes, Page};
 use crate::http::input::{Body, Params};
@@ -56,10 +56,9 @@ pub fn user_attrs(
     m
 }
 
-#[derive(sqlx::FromRow)]
+/// One of a server's allocations.
 struct AllocRow {
     id: i64,
-    server_id: i64,
     ip: String,
     ip_alias: Option<String>,
     port: i32,
@@ -132,226 +131,427 @@ pub fn render_startup(
     out
 }
 
-/// The caller's standing per server: (is owner, subuser permissions).
-async fn standing(
-    st: &AppState,
-    auth: &Auth,
-    rows: &[ServerRow],
-) -> ApiResult<HashMap<i64, Vec<String>>> {
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let subs: Vec<(i64, Value)> = sqlx::query_as(
-        "SELECT server_id, permissions FROM subusers WHERE user_id = $1 AND server_id = ANY($2)",
-    )
-    .bind(auth.user_id)
-    .bind(&ids)
-    .fetch_all(&st.db)
-    .await?;
-    Ok(subs
-        .into_iter()
-        .map(|(id, p)| {
-            (
-                id,
-                p.as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            )
-        })
-        .collect())
+/// The columns of one client server row after [`ROW_COLUMNS`]: its node, its egg
+/// (features inherit from the parent egg, `config_from`, when null), whether a
+/// transfer is under way, its allocations and its egg variables (with the server's
+/// values) as JSON arrays of arrays, the page's total and the caller's subuser
+/// permissions (the user id is bound right after). Lookups are scalar subqueries
+/// rather than joins: PostgreSQL plans this statement on each execution, and its
+/// join search grows fast with every joined relation, while each subquery is a
+/// one-table plan.
+const DETAIL_COLUMNS: &str = "n.name::text, n.maintenance_mode, n.fqdn::text, n.daemon_sftp,
+    e.uuid, e.name::text,
+    COALESCE(e.features, (SELECT pe.features FROM eggs pe WHERE pe.id = e.config_from)),
+    EXISTS (SELECT 1 FROM server_transfers t WHERE t.server_id = s.id AND t.successful IS NULL),
+    (SELECT json_agg(json_build_array(a.id, a.ip, a.ip_alias, a.port, a.notes))
+        FROM allocations a WHERE a.server_id = s.id),
+    (SELECT json_agg(json_build_array(v.id, v.name, v.description, v.env_variable,
+            v.default_value, sv.variable_value, v.user_viewable, v.user_editable, v.rules))
+        FROM egg_variables v
+        LEFT JOIN server_variables sv ON sv.server_id = s.id AND sv.variable_id = v.id
+        WHERE v.egg_id = s.egg_id),
+    page.total,
+    (SELECT su.permissions FROM subusers su WHERE su.server_id = s.id AND su.user_id = ";
+
+/// `FROM` for [`DETAIL_COLUMNS`] (after the bound user id), over a `page (id, total)`
+/// CTE of server ids.
+const DETAIL_FROM: &str = ") FROM page JOIN servers s ON s.id = page.id
+    JOIN nodes n ON n.id = s.node_id JOIN locations l ON l.id = n.location_id
+    LEFT JOIN eggs e ON e.id = s.egg_id ORDER BY s.id";
+
+/// One allocation as [`DETAIL_COLUMNS`] aggregates it.
+type AllocTuple = (i64, String, Option<String>, i32, Option<String>);
+
+/// One egg variable as [`DETAIL_COLUMNS`] aggregates it.
+type VarTuple = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    bool,
+    bool,
+    Option<String>,
+);
+
+/// One server as the client transformer needs it, from one row of the detail query.
+struct ClientRow {
+    server: ServerRow,
+    node_name: String,
+    maintenance: bool,
+    fqdn: String,
+    sftp_port: i32,
+    egg_uuid: Option<uuid::Uuid>,
+    egg_name: Option<String>,
+    features: Option<Value>,
+    transferring: bool,
+    allocations: Vec<AllocRow>,
+    variables: Vec<VarRow>,
+    total: i64,
+    permissions: Option<Value>,
 }
 
-/// Renders client `server` attributes (with relationships) for `rows`.
-pub async fn render(
-    st: &AppState,
-    auth: &Auth,
-    rows: &[ServerRow],
-    inc: &Includes,
-) -> ApiResult<Vec<Value>> {
-    if rows.is_empty() {
-        return Ok(vec![]);
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for ClientRow {
+    fn from_row(r: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        let server = ServerRow::decode_at(r, 0)?;
+        let i = ROW_WIDTH;
+        // json_agg keeps no order of its own: sort by id, as the transformer lists them.
+        let allocs: Option<sqlx::types::Json<Vec<AllocTuple>>> = r.try_get(i + 8)?;
+        let mut allocs = allocs.map(|j| j.0).unwrap_or_default();
+        allocs.sort_unstable_by_key(|a| a.0);
+        let allocations = allocs
+            .into_iter()
+            .map(|(id, ip, ip_alias, port, notes)| AllocRow {
+                id,
+                ip,
+                ip_alias,
+                port,
+                notes,
+            })
+            .collect();
+        let vars: Option<sqlx::types::Json<Vec<VarTuple>>> = r.try_get(i + 9)?;
+        let mut vars = vars.map(|j| j.0).unwrap_or_default();
+        vars.sort_unstable_by_key(|v| v.0);
+        let variables = vars
+            .into_iter()
+            .map(
+                |(
+                    _,
+                    name,
+                    description,
+                    env_variable,
+                    default_value,
+                    server_value,
+                    user_viewable,
+                    user_editable,
+                    rules,
+                )| VarRow {
+                    server_id: server.id,
+                    name,
+                    description,
+                    env_variable,
+                    default_value,
+                    server_value,
+                    user_viewable,
+                    user_editable,
+                    rules,
+                },
+            )
+            .collect();
+        Ok(ClientRow {
+            node_name: r.try_get(i)?,
+            maintenance: r.try_get(i + 1)?,
+            fqdn: r.try_get(i + 2)?,
+            sftp_port: r.try_get(i + 3)?,
+            egg_uuid: r.try_get(i + 4)?,
+            egg_name: r.try_get(i + 5)?,
+            features: r.try_get(i + 6)?,
+            transferring: r.try_get(i + 7)?,
+            allocations,
+            variables,
+            total: r.try_get(i + 10)?,
+            permissions: r.try_get(i + 11)?,
+            server,
+        })
     }
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let node_ids: Vec<i64> = rows.iter().map(|r| r.node_id).collect();
-    let egg_ids: Vec<i64> = rows.iter().map(|r| r.egg_id).collect();
-    let nodes: HashMap<i64, (String, bool, String, i32)> =
-        sqlx::query_as::<_, (i64, String, bool, String, i32)>(
-            "SELECT id, name, maintenance_mode, fqdn, daemon_sftp FROM nodes WHERE id = ANY($1)",
-        )
-        .bind(&node_ids)
-        .fetch_all(&st.db)
-        .await?
-        .into_iter()
-        .map(|(id, a, b, c, d)| (id, (a, b, c, d)))
-        .collect();
-    // Features inherit from the parent egg (`config_from`) when null.
-    let eggs: HashMap<i64, (uuid::Uuid, String, Option<Value>)> =
-        sqlx::query_as::<_, (i64, uuid::Uuid, String, Option<Value>)>(
-            "SELECT e.id, e.uuid, e.name, COALESCE(e.features, p.features) FROM eggs e
-             LEFT JOIN eggs p ON p.id = e.config_from WHERE e.id = ANY($1)",
-        )
-        .bind(&egg_ids)
-        .fetch_all(&st.db)
-        .await?
-        .into_iter()
-        .map(|(id, u, n, f)| (id, (u, n, f)))
-        .collect();
-    let allocs: Vec<AllocRow> = sqlx::query_as(
-        "SELECT id, server_id, ip, ip_alias, port, notes FROM allocations WHERE server_id = ANY($1) ORDER BY id",
-    )
-    .bind(&ids)
-    .fetch_all(&st.db)
-    .await?;
-    let vars: Vec<VarRow> = sqlx::query_as(VARS_SQL)
-        .bind(&ids)
-        .fetch_all(&st.db)
-        .await?;
-    let transferring: Vec<i64> = sqlx::query_scalar(
-        "SELECT DISTINCT server_id FROM server_transfers WHERE server_id = ANY($1) AND successful IS NULL",
-    )
-    .bind(&ids)
-    .fetch_all(&st.db)
-    .await?;
-    let subs = standing(st, auth, rows).await?;
-    let subusers = if inc.has("subusers") {
-        Some(subusers_of(st, &ids).await?)
-    } else {
-        None
-    };
-    let mut out = Vec::with_capacity(rows.len());
-    for s in rows {
+}
+
+/// The client `allocation` transformer, typed (same bytes as [`allocation_attrs`]).
+#[derive(serde::Serialize)]
+struct AllocationAttrs<'a> {
+    id: i64,
+    ip: &'a str,
+    ip_alias: &'a Option<String>,
+    port: i32,
+    notes: Option<&'a str>,
+    is_default: bool,
+}
+
+/// The client `egg_variable` transformer, typed (same bytes as [`variable_attrs`]).
+#[derive(serde::Serialize)]
+struct VariableAttrs<'a> {
+    name: &'a str,
+    description: &'a str,
+    env_variable: &'a str,
+    default_value: &'a str,
+    server_value: &'a Option<String>,
+    is_editable: bool,
+    rules: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct SftpDetails<'a> {
+    ip: &'a str,
+    port: i32,
+}
+
+#[derive(serde::Serialize)]
+struct Limits<'a> {
+    memory: i64,
+    swap: i64,
+    disk: i64,
+    io: i64,
+    cpu: i64,
+    threads: &'a Option<String>,
+    oom_disabled: bool,
+}
+
+#[derive(serde::Serialize)]
+struct FeatureLimits {
+    databases: Option<i64>,
+    allocations: Option<i64>,
+    backups: i64,
+}
+
+#[derive(serde::Serialize)]
+struct EggAttrs<'a> {
+    uuid: uuid::Uuid,
+    name: &'a str,
+}
+
+/// `{"object":"null_resource","attributes":null}`.
+#[derive(serde::Serialize)]
+struct NullResource {
+    object: &'static str,
+    attributes: Option<()>,
+}
+
+const NULL_RESOURCE: NullResource = NullResource {
+    object: "null_resource",
+    attributes: None,
+};
+
+/// A relationship that is either a list or, without the permission, a null resource.
+enum Listed<'a, T> {
+    List(&'a str, Vec<T>),
+    Null,
+}
+
+impl<T: serde::Serialize> serde::Serialize for Listed<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Listed::List(object, items) => fractal::TypedList {
+                object,
+                items: items.as_slice(),
+            }
+            .serialize(s),
+            Listed::Null => NULL_RESOURCE.serialize(s),
+        }
+    }
+}
+
+/// `allocations`, `variables`, then the requested `egg` and `subusers`, in that order.
+struct Relationships<'a> {
+    allocations: Listed<'a, AllocationAttrs<'a>>,
+    variables: Listed<'a, VariableAttrs<'a>>,
+    egg: Option<EggAttrs<'a>>,
+    subusers: Option<Value>,
+}
+
+impl serde::Serialize for Relationships<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("allocations", &self.allocations)?;
+        m.serialize_entry("variables", &self.variables)?;
+        if let Some(egg) = &self.egg {
+            m.serialize_entry(
+                "egg",
+                &fractal::TypedItem {
+                    object: "egg",
+                    attributes: egg,
+                },
+            )?;
+        }
+        if let Some(subusers) = &self.subusers {
+            m.serialize_entry("subusers", subusers)?;
+        }
+        m.end()
+    }
+}
+
+/// The client `server` transformer's attributes, in upstream's key order.
+#[derive(serde::Serialize)]
+struct ServerAttrs<'a> {
+    server_owner: bool,
+    identifier: &'a str,
+    internal_id: i64,
+    uuid: uuid::Uuid,
+    name: &'a str,
+    node: &'a str,
+    is_node_under_maintenance: bool,
+    sftp_details: SftpDetails<'a>,
+    description: &'a str,
+    limits: Limits<'a>,
+    invocation: String,
+    docker_image: &'a str,
+    egg_features: &'a Option<Value>,
+    feature_limits: FeatureLimits,
+    status: &'a Option<String>,
+    is_suspended: bool,
+    is_installing: bool,
+    is_transferring: bool,
+    relationships: Relationships<'a>,
+}
+
+/// What a page needs besides its rows: the includes, and the `subusers` include's
+/// items by server id when it was asked for.
+struct RenderCtx<'a> {
+    auth: &'a Auth,
+    inc: &'a Includes,
+    subusers: Option<Vec<(i64, Value)>>,
+}
+
+impl<'a> RenderCtx<'a> {
+    async fn new(
+        st: &AppState,
+        auth: &'a Auth,
+        inc: &'a Includes,
+        rows: &[ClientRow],
+    ) -> ApiResult<RenderCtx<'a>> {
+        let subusers = if inc.has("subusers") && !rows.is_empty() {
+            let ids: Vec<i64> = rows.iter().map(|r| r.server.id).collect();
+            Some(subusers_of(st, &ids).await?)
+        } else {
+            None
+        };
+        Ok(RenderCtx {
+            auth,
+            inc,
+            subusers,
+        })
+    }
+
+    /// Renders client `server` attributes (with relationships) for one row.
+    fn attrs<'r>(&self, row: &'r ClientRow) -> ServerAttrs<'r> {
+        let s = &row.server;
+        let auth = self.auth;
         let owner = s.owner_id == auth.user_id;
-        let perms = subs.get(&s.id).cloned().unwrap_or_default();
-        let can = |p: &str| auth.root_admin || owner || perms.iter().any(|x| x == p);
-        let (node_name, maint, fqdn, sftp) = nodes.get(&s.node_id).cloned().unwrap_or_default();
-        let my_allocs: Vec<&AllocRow> = allocs.iter().filter(|a| a.server_id == s.id).collect();
-        let primary = my_allocs.iter().find(|a| a.id == s.allocation_id);
-        let my_vars: Vec<&VarRow> = vars.iter().filter(|v| v.server_id == s.id).collect();
+        let perms = row.permissions.as_ref().and_then(Value::as_array);
+        let can = |p: &str| {
+            auth.root_admin
+                || owner
+                || perms.is_some_and(|a| a.iter().any(|x| x.as_str() == Some(p)))
+        };
+        let primary = row.allocations.iter().find(|a| a.id == s.allocation_id);
+        let vars: Vec<&VarRow> = row.variables.iter().collect();
+        let startup_read = can("startup.read");
         let invocation = render_startup(
             s,
             primary.map(|a| a.ip.as_str()).unwrap_or(""),
             primary.map(|a| a.port).unwrap_or(0),
-            &my_vars,
-            !can("startup.read"),
+            &vars,
+            !startup_read,
         );
-        let (egg_uuid, egg_name, features) = eggs
-            .get(&s.egg_id)
-            .cloned()
-            .unwrap_or_else(|| (uuid::Uuid::nil(), String::new(), None));
-        let mut m = Map::new();
-        m.insert("server_owner".into(), owner.into());
-        m.insert("identifier".into(), s.uuid_short.clone().into());
-        m.insert("internal_id".into(), s.id.into());
-        m.insert("uuid".into(), s.uuid.to_string().into());
-        m.insert("name".into(), s.name.clone().into());
-        m.insert("node".into(), node_name.into());
-        m.insert("is_node_under_maintenance".into(), maint.into());
-        m.insert("sftp_details".into(), json!({"ip": fqdn, "port": sftp}));
-        m.insert("description".into(), s.description.clone().into());
-        m.insert(
-            "limits".into(),
-            json!({"memory": s.memory, "swap": s.swap, "disk": s.disk, "io": s.io, "cpu": s.cpu,
-                "threads": s.threads, "oom_disabled": s.oom_disabled}),
-        );
-        m.insert("invocation".into(), invocation.into());
-        m.insert("docker_image".into(), s.image.clone().into());
-        m.insert("egg_features".into(), features.unwrap_or(Value::Null));
-        m.insert(
-            "feature_limits".into(),
-            json!({"databases": s.database_limit, "allocations": s.allocation_limit, "backups": s.backup_limit}),
-        );
-        m.insert("status".into(), json!(s.status));
-        m.insert(
-            "is_suspended".into(),
-            (s.status.as_deref() == Some("suspended")).into(),
-        );
-        m.insert(
-            "is_installing".into(),
-            matches!(
-                s.status.as_deref(),
-                Some("installing") | Some("install_failed")
-            )
-            .into(),
-        );
-        m.insert(
-            "is_transferring".into(),
-            transferring.contains(&s.id).into(),
-        );
-        let mut rel = Map::new();
-        let alloc_items: Vec<Value> = if can("allocation.read") {
-            my_allocs
+        let allocations = if can("allocation.read") {
+            row.allocations
                 .iter()
-                .map(|a| {
-                    allocation_attrs(
-                        a.id,
-                        &a.ip,
-                        &a.ip_alias,
-                        a.port,
-                        &a.notes,
-                        a.id == s.allocation_id,
-                    )
+                .map(|a| AllocationAttrs {
+                    id: a.id,
+                    ip: &a.ip,
+                    ip_alias: &a.ip_alias,
+                    port: a.port,
+                    notes: a.notes.as_deref(),
+                    is_default: a.id == s.allocation_id,
                 })
                 .collect()
         } else {
             primary
                 .map(|a| {
-                    vec![allocation_attrs(
-                        a.id,
-                        &a.ip,
-                        &a.ip_alias,
-                        a.port,
-                        &None,
-                        true,
-                    )]
+                    vec![AllocationAttrs {
+                        id: a.id,
+                        ip: &a.ip,
+                        ip_alias: &a.ip_alias,
+                        port: a.port,
+                        notes: None,
+                        is_default: true,
+                    }]
                 })
                 .unwrap_or_default()
         };
-        rel.insert(
-            "allocations".into(),
-            fractal::list("allocation", alloc_items),
-        );
-        if can("startup.read") {
-            rel.insert(
-                "variables".into(),
-                fractal::list(
-                    "egg_variable",
-                    my_vars
-                        .iter()
-                        .filter(|v| v.user_viewable)
-                        .map(|v| variable_attrs(v)),
-                ),
-            );
-        } else {
-            rel.insert("variables".into(), fractal::null_resource());
-        }
-        if inc.has("egg") {
-            rel.insert(
-                "egg".into(),
-                fractal::item(
-                    "egg",
-                    json!({"uuid": egg_uuid.to_string(), "name": egg_name}),
-                    None,
-                ),
-            );
-        }
-        if let Some(all) = &subusers {
-            if can("user.read") {
-                let items: Vec<Value> = all
+        let variables = if startup_read {
+            Listed::List(
+                "egg_variable",
+                row.variables
                     .iter()
-                    .filter(|(sid, _)| *sid == s.id)
-                    .map(|(_, v)| v.clone())
-                    .collect();
-                rel.insert("subusers".into(), fractal::list("server_subuser", items));
+                    .filter(|v| v.user_viewable)
+                    .map(|v| VariableAttrs {
+                        name: &v.name,
+                        description: &v.description,
+                        env_variable: &v.env_variable,
+                        default_value: &v.default_value,
+                        server_value: &v.server_value,
+                        is_editable: v.user_editable,
+                        rules: v.rules.as_deref().unwrap_or_default(),
+                    })
+                    .collect(),
+            )
+        } else {
+            Listed::Null
+        };
+        let egg = self.inc.has("egg").then(|| EggAttrs {
+            uuid: row.egg_uuid.unwrap_or_else(uuid::Uuid::nil),
+            name: row.egg_name.as_deref().unwrap_or_default(),
+        });
+        let subusers = self.subusers.as_ref().map(|all| {
+            if can("user.read") {
+                fractal::list(
+                    "server_subuser",
+                    all.iter()
+                        .filter(|(sid, _)| *sid == s.id)
+                        .map(|(_, v)| v.clone()),
+                )
             } else {
-                rel.insert("subusers".into(), fractal::null_resource());
+                fractal::null_resource()
             }
+        });
+        ServerAttrs {
+            server_owner: owner,
+            identifier: &s.uuid_short,
+            internal_id: s.id,
+            uuid: s.uuid,
+            name: &s.name,
+            node: &row.node_name,
+            is_node_under_maintenance: row.maintenance,
+            sftp_details: SftpDetails {
+                ip: &row.fqdn,
+                port: row.sftp_port,
+            },
+            description: &s.description,
+            limits: Limits {
+                memory: s.memory,
+                swap: s.swap,
+                disk: s.disk,
+                io: s.io,
+                cpu: s.cpu,
+                threads: &s.threads,
+                oom_disabled: s.oom_disabled,
+            },
+            invocation,
+            docker_image: &s.image,
+            egg_features: &row.features,
+            feature_limits: FeatureLimits {
+                databases: s.database_limit,
+                allocations: s.allocation_limit,
+                backups: s.backup_limit,
+            },
+            status: &s.status,
+            is_suspended: s.status.as_deref() == Some("suspended"),
+            is_installing: matches!(
+                s.status.as_deref(),
+                Some("installing") | Some("install_failed")
+            ),
+            is_transferring: row.transferring,
+            relationships: Relationships {
+                allocations: Listed::List("allocation", allocations),
+                variables,
+                egg,
+                subusers,
+            },
         }
-        m.insert("relationships".into(), Value::Object(rel));
-        out.push(Value::Object(m));
     }
-    Ok(out)
 }
 
 /// `server_subuser` attributes per server.
@@ -491,34 +691,51 @@ pub async fn index(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResu
         .into_iter()
         .find(|(n, _)| n == "*")
         .and_then(|(_, v)| v);
-    let mut count = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM servers s WHERE TRUE");
-    let mut q = sqlx::QueryBuilder::new(format!("{SELECT} WHERE TRUE"));
-    for qb in [&mut count, &mut q] {
+    let filtered = |qb: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>| -> ApiResult<()> {
         scope(qb, &auth, kind);
         fractal::apply_filters(qb, &p, FILTERS)?;
         if let Some(v) = &star {
             star_filter(qb, v);
         }
-    }
-    let total: i64 = count.build_query_scalar().fetch_one(&st.db).await?;
+        Ok(())
+    };
+    // One statement: the page's ids with the filtered total (a window over the
+    // matching servers, before the limit), then everything each server shows.
+    let mut q = sqlx::QueryBuilder::new(
+        "WITH page AS (SELECT s.id, COUNT(*) OVER () AS total FROM servers s WHERE TRUE",
+    );
+    filtered(&mut q)?;
     q.push(" ORDER BY s.id LIMIT ")
         .push_bind(page.per_page)
         .push(" OFFSET ")
-        .push_bind(page.offset());
-    let rows: Vec<ServerRow> = q.build_query_as().fetch_all(&st.db).await?;
-    let items = render(&st, &auth, &rows, &Includes::from_params(&p)).await?;
-    let count = items.len();
-    Ok(fractal::ok(&fractal::paginated(
-        "server",
-        items,
-        fractal::pagination(
-            total,
-            count,
-            &page,
-            &format!("{}/api/client", st.cfg.app_url),
-            Some(&p),
-        ),
-    )))
+        .push_bind(page.offset())
+        .push(format!(") SELECT {ROW_COLUMNS}, {DETAIL_COLUMNS}"))
+        .push_bind(auth.user_id)
+        .push(DETAIL_FROM);
+    let rows: Vec<ClientRow> = q.build_query_as().fetch_all(&st.db).await?;
+    let total = match rows.first() {
+        Some(r) => r.total,
+        // Past the last page the window has no row to ride on: count on its own.
+        None if page.page > 1 => {
+            let mut count = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM servers s WHERE TRUE");
+            filtered(&mut count)?;
+            count.build_query_scalar().fetch_one(&st.db).await?
+        }
+        None => 0,
+    };
+    let inc = Includes::from_params(&p);
+    let ctx = RenderCtx::new(&st, &auth, &inc, &rows).await?;
+    // A server with one allocation and a few variables is about 1.5 kB.
+    let mut w = fractal::ListWriter::with_item_size("server", rows.len(), 2048);
+    for r in &rows {
+        w.push(&ctx.attrs(r));
+    }
+    Ok(w.finish_paginated_query(
+        total,
+        &page,
+        &format!("{}/api/client", st.cfg.app_url),
+        Some(&p),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/client/permissions", tag = "client",
@@ -552,22 +769,41 @@ pub async fn view(
     p: Params,
     Path(raw): Path<String>,
 ) -> ApiResult<Response> {
-    // Details stay readable whatever the server's state (§7.1).
-    let ctx = super::load(&st, &auth, &raw).await?;
-    let attrs = render(
-        &st,
-        &auth,
-        std::slice::from_ref(&ctx.server),
-        &Includes::from_params(&p),
-    )
-    .await?
-    .pop()
-    .ok_or_else(ApiError::not_found)?;
-    Ok(fractal::ok(&fractal::item(
-        "server",
-        attrs,
-        Some(json!({"is_server_owner": ctx.is_owner, "user_permissions": ctx.user_permissions()})),
-    )))
+    // Details stay readable whatever the server's state (§7.1), so this is
+    // `super::load`'s lookup and access rule, folded into the one statement that
+    // also reads what the transformer shows.
+    let Some(key) = super::ServerKey::parse(&raw) else {
+        return Err(ApiError::not_found());
+    };
+    let sql = format!(
+        "WITH page AS (SELECT s.id, 1::BIGINT AS total FROM servers s WHERE {})
+         SELECT {ROW_COLUMNS}, {DETAIL_COLUMNS}$2{DETAIL_FROM}",
+        key.clause()
+    );
+    let row: Option<ClientRow> = key
+        .bind(sqlx::query_as(&sql))
+        .bind(auth.user_id)
+        .fetch_optional(&st.db)
+        .await?;
+    let row = row.ok_or_else(ApiError::not_found)?;
+    let (is_owner, subuser_permissions) =
+        super::access(&auth, row.server.owner_id, row.permissions.as_ref())?;
+    let inc = Includes::from_params(&p);
+    let rows = std::slice::from_ref(&row);
+    let ctx = RenderCtx::new(&st, &auth, &inc, rows).await?;
+    #[derive(serde::Serialize)]
+    struct Meta {
+        is_server_owner: bool,
+        user_permissions: Vec<String>,
+    }
+    Ok(fractal::ok(&fractal::TypedItemMeta {
+        object: "server",
+        attributes: &ctx.attrs(&row),
+        meta: &Meta {
+            is_server_owner: is_owner,
+            user_permissions: super::user_permissions(&auth, is_owner, subuser_permissions),
+        },
+    }))
 }
 
 fn forbidden_http(detail: &str) -> ApiError {
