@@ -425,20 +425,22 @@ impl<H: PteroWebSocketHandle> PteroWebSocketListener<H> for Listener {
     }
 }
 
-async fn wait_state_not(server: &pterodactyl_api::client::Server<'_>, left: ServerState) {
-    let start = Instant::now();
-    while server
-        .get_resources()
-        .await
-        .expect("resources")
-        .current_state
-        == left
-    {
+/// Waits until the server runs a process started after `sent` (its uptime is
+/// younger than the time since then).
+async fn wait_restarted(st: &Stack, server: &pterodactyl_api::client::Server<'_>, sent: Instant) {
+    loop {
+        let r = server.get_resources().await.expect("resources");
+        if r.current_state == ServerState::Running
+            && u128::from(r.resources.uptime) < sent.elapsed().as_millis()
+        {
+            return;
+        }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "server still {left:?}"
+            sent.elapsed() < Duration::from_secs(60),
+            "no restarted process after 60 s: {r:?}\n{}",
+            st.logs()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -499,12 +501,14 @@ async fn power_console_and_websocket(
         assert_eq!(stats.memory_limit_bytes, 294_400_000);
     }
 
+    let sent = Instant::now();
     s.send_power_signal(PowerSignal::Restart).await.unwrap();
-    // The answer comes before the restart begins; the old process still reads as
-    // running until it has been stopped, and wings (as upstream's) refuses another
-    // power action while the restart holds the power lock.
-    wait_state_not(s, ServerState::Running).await;
-    wait_state(s, ServerState::Running).await;
+    // The answer comes before the restart begins, and the whole restart (the stop
+    // command, a new container, "Server is ready") can fit between two polls through
+    // the panel. What tells the new process from the old one is its uptime: the old
+    // one's is older than the request. wings (as upstream's) refuses another power
+    // action while the restart holds the power lock, so it is waited out first.
+    wait_restarted(st, s, sent).await;
     s.send_power_signal(PowerSignal::Stop).await.unwrap();
     wait_state(s, ServerState::Offline).await;
     s.send_power_signal(PowerSignal::Start).await.unwrap();
@@ -513,6 +517,9 @@ async fn power_console_and_websocket(
     wait_state(s, ServerState::Offline).await;
     let _ = server;
 }
+
+/// A file's content that the crate can write (see `files`).
+const HELLO: &str = "{\"hello\": \"world\"}\n";
 
 async fn files(st: &Stack, s: &pterodactyl_api::client::Server<'_>) {
     let root = s.list_files("/").await.unwrap();
@@ -524,21 +531,26 @@ async fn files(st: &Stack, s: &pterodactyl_api::client::Server<'_>) {
     assert_eq!(start.permissions.file_type, PteroFileType::Normal);
     assert!(start.permissions.owner.read && start.permissions.owner.executable);
 
-    s.write_file("hello.txt", "hello world\n").await.unwrap();
+    // The crate labels the raw file body `Content-Type: application/json`, so
+    // upstream's IsValidJson middleware (which runs before the route) refuses any
+    // content that is not JSON with a 400; panel-api does the same, and the crate
+    // can only write JSON documents. Both halves are checked.
+    match s.write_file("plain.txt", "hello world\n").await {
+        Err(Error::Http(code)) if code.as_u16() == 400 => {}
+        other => panic!("non-JSON content through the crate: {other:?}"),
+    }
+    s.write_file("hello.txt", HELLO).await.unwrap();
     assert_eq!(
         &s.file_contents("hello.txt").await.unwrap()[..],
-        b"hello world\n"
+        HELLO.as_bytes()
     );
-    assert_eq!(
-        s.file_contents_text("hello.txt").await.unwrap(),
-        "hello world\n"
-    );
+    assert_eq!(s.file_contents_text("hello.txt").await.unwrap(), HELLO);
     let mut stream = Box::pin(s.file_contents_stream("hello.txt").await.unwrap());
     let mut streamed = Vec::new();
     while let Some(chunk) = stream.next().await {
         streamed.extend_from_slice(&chunk.unwrap());
     }
-    assert_eq!(streamed, b"hello world\n");
+    assert_eq!(streamed, HELLO.as_bytes());
 
     // Signed URLs point at wings and work there.
     let url = s.get_file_download_url("hello.txt").await.unwrap();
@@ -549,7 +561,7 @@ async fn files(st: &Stack, s: &pterodactyl_api::client::Server<'_>) {
     let got = request(&st.wings_url, "GET", path, None, None)
         .await
         .unwrap();
-    assert_eq!((got.status, &got.raw[..]), (200, &b"hello world\n"[..]));
+    assert_eq!((got.status, &got.raw[..]), (200, HELLO.as_bytes()));
     let up = s.get_files_upload_url().await.unwrap();
     let path = up.strip_prefix(&st.wings_url).expect("upload URL on wings");
     assert!(path.starts_with("/upload/file?token="), "{up}");
@@ -581,12 +593,12 @@ async fn files(st: &Stack, s: &pterodactyl_api::client::Server<'_>) {
     assert!(!top.contains("hello copy 1.txt"), "{top:?}");
     assert_eq!(
         s.file_contents_text("dir1/copied.txt").await.unwrap(),
-        "hello world\n"
+        HELLO
     );
     s.rename_file("hello copy.txt", "renamed.txt")
         .await
         .unwrap();
-    s.write_file("b.txt", "bee").await.unwrap();
+    s.write_file("b.txt", "[\"bee\"]").await.unwrap();
     s.rename_files(vec![
         ("b.txt".into(), "dir1/b.txt".into()),
         ("renamed.txt".into(), "dir1/renamed.txt".into()),
@@ -615,7 +627,10 @@ async fn files(st: &Stack, s: &pterodactyl_api::client::Server<'_>) {
         names(&s.list_files("/unpacked").await.unwrap()),
         set(&["b.txt", "inner"])
     );
-    assert_eq!(s.file_contents_text("unpacked/b.txt").await.unwrap(), "bee");
+    assert_eq!(
+        s.file_contents_text("unpacked/b.txt").await.unwrap(),
+        "[\"bee\"]"
+    );
 
     s.delete_file(one.name.clone()).await.unwrap();
     s.delete_files(vec!["unpacked".into(), format!("dir1/{}", many.name)])
