@@ -313,3 +313,110 @@ mod tests {
         assert_eq!(c.permissions.unwrap(), vec!["*".to_string()]);
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Files (§1.6)
+
+/// Upstream's file stat object (`wings: server/filesystem/stat.go`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FileObject {
+    pub name: String,
+    pub created: String,
+    pub modified: String,
+    pub mode: String,
+    pub mode_bits: String,
+    pub size: i64,
+    pub directory: bool,
+    pub file: bool,
+    pub symlink: bool,
+    pub mime: String,
+}
+
+fn default_root() -> String {
+    "/".into()
+}
+
+/// `GET /api/servers/{uuid}/files/contents?file=…&download=…`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FileQuery {
+    #[serde(default)]
+    pub file: String,
+    #[serde(default)]
+    pub download: String,
+}
+
+/// `GET /api/servers/{uuid}/files/list-directory?directory=…`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DirQuery {
+    #[serde(default)]
+    pub directory: String,
+}
+
+/// One move of a [`RenameRequest`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RenamePair {
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+}
+
+/// `PUT /api/servers/{uuid}/files/rename`: paths relative to `root` (default `/`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RenameRequest {
+    #[serde(default = "default_root")]
+    pub root: String,
+    #[serde(default)]
+    pub files: Vec<RenamePair>,
+}
+
+/// `POST /api/servers/{uuid}/files/copy`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CopyRequest {
+    #[serde(default)]
+    pub location: String,
+}
+
+/// `POST /api/servers/{uuid}/files/create-directory`: `name` inside `path`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreateDirectoryRequest {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub path: String,
+}
+
+/// `POST /api/servers/{uuid}/files/delete` and `/files/compress`: names relative to `root` (default `/`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FilesRequest {
+    #[serde(default = "default_root")]
+    pub root: String,
+    #[serde(default)]
+    pub files: Vec<String>,
+}
+
+/// `POST /api/servers/{uuid}/files/decompress`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DecompressRequest {
+    #[serde(default = "default_root")]
+    pub root: String,
+    #[serde(default)]
+    pub file: String,
+}
+
+/// One entry of a [`ChmodRequest`]; `mode` is an octal string such as `"644"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChmodFile {
+    #[serde(default)]
+    pub file: String,
+    pub mode: String,
+}
+
+/// `POST /api/servers/{uuid}/files/chmod`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChmodRequest {
+    #[serde(default = "default_root")]
+    pub root: String,
+    #[serde(default)]
+    pub files: Vec<ChmodFile>,
+}

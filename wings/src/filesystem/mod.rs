@@ -13,20 +13,7 @@ use nix::sys::stat::FileStat;
 use std::io::Read;
 use std::sync::Arc;
 
-/// Upstream's file stat object (`wings: server/filesystem/stat.go`).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct FileObject {
-    pub name: String,
-    pub created: String,
-    pub modified: String,
-    pub mode: String,
-    pub mode_bits: String,
-    pub size: i64,
-    pub directory: bool,
-    pub file: bool,
-    pub symlink: bool,
-    pub mime: String,
-}
+pub use openapi::wings::FileObject;
 
 /// A server's filesystem for one operation.
 pub struct Filesystem {

@@ -11,7 +11,10 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use serde::Deserialize;
+use openapi::wings::{
+    ChmodRequest, CopyRequest, CreateDirectoryRequest, DecompressRequest, DirQuery, FileQuery,
+    FilesRequest, RenameRequest,
+};
 use std::sync::Arc;
 
 pub const MSG_NOT_FOUND: &str = "The requested resources was not found on the system.";
@@ -77,14 +80,6 @@ fn unprocessable(msg: &str) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg)
 }
 
-#[derive(Deserialize)]
-pub struct FileQuery {
-    #[serde(default)]
-    file: String,
-    #[serde(default)]
-    download: String,
-}
-
 /// Streams a regular file (optionally as an attachment).
 pub(crate) fn stream_file(
     f: std::fs::File,
@@ -148,12 +143,6 @@ pub async fn contents(
     ))
 }
 
-#[derive(Deserialize)]
-pub struct DirQuery {
-    #[serde(default)]
-    directory: String,
-}
-
 pub async fn list_directory(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -163,26 +152,6 @@ pub async fn list_directory(
     let rel = path(&q.directory)?;
     let list = blocking(move || fs.list(&rel).map_err(fs_error)).await?;
     Ok(Json(list))
-}
-
-fn default_root() -> String {
-    "/".into()
-}
-
-#[derive(Deserialize)]
-pub struct RenamePair {
-    #[serde(default)]
-    from: String,
-    #[serde(default)]
-    to: String,
-}
-
-#[derive(Deserialize)]
-pub struct RenameRequest {
-    #[serde(default = "default_root")]
-    root: String,
-    #[serde(default)]
-    files: Vec<RenamePair>,
 }
 
 pub async fn rename(
@@ -219,12 +188,6 @@ pub async fn rename(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize)]
-pub struct CopyRequest {
-    #[serde(default)]
-    location: String,
 }
 
 pub async fn copy(
@@ -320,14 +283,6 @@ pub(crate) fn limited(
         .boxed()
 }
 
-#[derive(Deserialize)]
-pub struct CreateDirectoryRequest {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    path: String,
-}
-
 pub async fn create_directory(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -345,14 +300,6 @@ pub async fn create_directory(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize)]
-pub struct FilesRequest {
-    #[serde(default = "default_root")]
-    root: String,
-    #[serde(default)]
-    files: Vec<String>,
 }
 
 pub async fn delete(
@@ -446,14 +393,6 @@ pub async fn compress(
     Ok(Json(obj))
 }
 
-#[derive(Deserialize)]
-pub struct DecompressRequest {
-    #[serde(default = "default_root")]
-    root: String,
-    #[serde(default)]
-    file: String,
-}
-
 pub async fn decompress(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -477,21 +416,6 @@ pub async fn decompress(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize)]
-pub struct ChmodFile {
-    #[serde(default)]
-    file: String,
-    mode: String,
-}
-
-#[derive(Deserialize)]
-pub struct ChmodRequest {
-    #[serde(default = "default_root")]
-    root: String,
-    #[serde(default)]
-    files: Vec<ChmodFile>,
 }
 
 pub async fn chmod(
