@@ -14,8 +14,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use wings_stack::{eventually, stack, Options, Srv, Stack};
 
-const START_SH: &str = "#!/bin/sh\necho \"${SERVER_MESSAGE}\"\necho \"Server is ready\"\nwhile read -r line; do\n  [ \"$line\" = stop ] && echo Stopping && exit 0\n  echo \"you said: $line\"\ndone\n";
-
 struct Ctx {
     st: Stack,
     srv: Srv,
@@ -32,12 +30,7 @@ async fn ctx() -> Ctx {
         .execute(&st.p.db)
         .await
         .unwrap();
-    let dir = st.server_dir(&srv);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("start.sh"), START_SH).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    std::fs::set_permissions(dir.join("start.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    st.write_start_script(&srv);
     Ctx { st, srv, owner }
 }
 

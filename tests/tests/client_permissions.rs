@@ -25,8 +25,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use wings_stack::{eventually, stack, Options, Srv, Stack};
 
-const START_SH: &str = "#!/bin/sh\necho \"${SERVER_MESSAGE}\"\necho \"Server is ready\"\nwhile read -r line; do\n  [ \"$line\" = stop ] && echo Stopping && exit 0\n  echo \"you said: $line\"\ndone\n";
-
 const SSH_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDbVHz2Wrc8hrV9KH+7aFhwHFdR4IbcxMlcQoD4SPFRh perm";
 
@@ -507,12 +505,7 @@ async fn world() -> World {
             .unwrap();
     }
     // The server's files: its start script, world-writable for the container user.
-    let dir = st.server_dir(&srv);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("start.sh"), START_SH).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    std::fs::set_permissions(dir.join("start.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    st.write_start_script(&srv);
     // A MariaDB database host on the server's node.
     sqlx::query(
         "INSERT INTO database_hosts (name, host, port, username, password, node_id) VALUES ('maria', '127.0.0.1', $1, 'root', $2, $3)",

@@ -13,6 +13,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A console that announces readiness, echoes what it reads and exits on `stop`.
+pub const START_SH: &str = "#!/bin/sh\necho \"${SERVER_MESSAGE}\"\necho \"Server is ready\"\nwhile read -r line; do\n  [ \"$line\" = stop ] && echo Stopping && exit 0\n  echo \"you said: $line\"\ndone\n";
+
 pub const IMAGE: &str = "ferrodactyl/test-base:latest";
 
 pub fn ensure_image() {
@@ -368,6 +371,18 @@ impl W {
 impl Stack {
     pub fn server_dir(&self, s: &Srv) -> PathBuf {
         self.data.join(&s.uuid)
+    }
+
+    /// Gives `s` the console script of the client tests ([`START_SH`]): its folder
+    /// world-writable for the container user, the script executable.
+    pub fn write_start_script(&self, s: &Srv) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.server_dir(s);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("start.sh"), START_SH).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(dir.join("start.sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
     }
 
     pub async fn send(&self, rb: reqwest::RequestBuilder) -> W {
