@@ -82,13 +82,69 @@ pub const ROW_COLUMNS: &str = "s.id, s.external_id, s.uuid, s.uuid_short, s.node
 /// How many columns [`ROW_COLUMNS`] names.
 pub const ROW_WIDTH: usize = 30;
 
-/// A [`ServerRow`] selected with [`ROW_COLUMNS`], decoded by position: a list page
-/// decodes 30 columns per row, and a by-name lookup hashes each name.
-pub struct Ordered(pub ServerRow);
+/// A server's environment (egg variables with the server's values) as a JSON
+/// array of `[variable id, env_variable, value]`, over the page's `s`.
+const ENV_AGG: &str = "(SELECT json_agg(json_build_array(v.id, v.env_variable,
+        COALESCE(sv.variable_value, v.default_value)))
+    FROM egg_variables v
+    LEFT JOIN server_variables sv ON sv.server_id = s.id AND sv.variable_id = v.id
+    WHERE v.egg_id = s.egg_id)";
 
-impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Ordered {
+/// A server's allocations as a JSON array of [`nodes::AllocationRow`] tuples
+/// (without `server_id`, which is `s.id`).
+const ALLOCATION_AGG: &str = "(SELECT json_agg(json_build_array(a.id, a.node_id, a.ip,
+        a.ip_alias, a.port, a.notes))
+    FROM allocations a WHERE a.server_id = s.id)";
+
+type EnvTuple = (i64, String, String);
+type AllocationTuple = (i64, i64, String, Option<String>, i32, Option<String>);
+
+/// One row of the list's page statement: [`ROW_COLUMNS`], [`ENV_AGG`], then
+/// [`ALLOCATION_AGG`] when selected, then the page total.
+struct PageRow {
+    server: ServerRow,
+    env: Vec<(String, String)>,
+    allocations: Option<Vec<nodes::AllocationRow>>,
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for PageRow {
     fn from_row(r: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
-        ServerRow::decode_at(r, 0).map(Ordered)
+        use sqlx::types::Json;
+        use sqlx::Row;
+        let server = ServerRow::decode_at(r, 0)?;
+        // json_agg keeps no order of its own: sort by id, as the separate queries do.
+        let env: Option<Json<Vec<EnvTuple>>> = r.try_get(ROW_WIDTH)?;
+        let mut env = env.map(|j| j.0).unwrap_or_default();
+        env.sort_unstable_by_key(|v| v.0);
+        let env = env.into_iter().map(|(_, k, v)| (k, v)).collect();
+        // The page total is the last column; allocations sit before it when selected.
+        let allocations = if r.len() > ROW_WIDTH + 2 {
+            let a: Option<Json<Vec<AllocationTuple>>> = r.try_get(ROW_WIDTH + 1)?;
+            let mut a = a.map(|j| j.0).unwrap_or_default();
+            a.sort_unstable_by_key(|x| x.0);
+            Some(
+                a.into_iter()
+                    .map(
+                        |(id, node_id, ip, ip_alias, port, notes)| nodes::AllocationRow {
+                            id,
+                            node_id,
+                            ip,
+                            ip_alias,
+                            port,
+                            server_id: Some(server.id),
+                            notes,
+                        },
+                    )
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        Ok(PageRow {
+            server,
+            env,
+            allocations,
+        })
     }
 }
 
@@ -299,7 +355,7 @@ pub fn render<'a>(
     inc: &'a Includes,
 ) -> BoxFuture<'a, ApiResult<Vec<Value>>> {
     async move {
-        render_typed(st, auth, rows, inc)
+        render_typed(st, auth, rows, inc, Prefetched::default())
             .await?
             .into_iter()
             .map(|s| serde_json::to_value(s).map_err(ApiError::internal))
@@ -308,27 +364,48 @@ pub fn render<'a>(
     .boxed()
 }
 
+/// What the page statement already brought along (see [`PageRow`]); the rest
+/// [`render_typed`] loads itself.
+#[derive(Default)]
+pub struct Prefetched {
+    pub envs: Option<HashMap<i64, Vec<(String, String)>>>,
+    pub allocations: Option<Vec<nodes::AllocationRow>>,
+}
+
 /// [`render`] without the JSON tree: what the list and item answers encode.
 pub fn render_typed<'a>(
     st: &'a AppState,
     auth: &'a Auth,
     rows: Vec<ServerRow>,
     inc: &'a Includes,
+    pre: Prefetched,
 ) -> BoxFuture<'a, ApiResult<Vec<ServerAttributes>>> {
     async move {
         let ids: Vec<i64> = rows.iter().map(|s| s.id).collect();
         // The allocations and the environments are independent: fetch them at once.
         let want_allocations = inc.has("allocations") && auth.can_include(Acl::Allocations);
+        let Prefetched {
+            envs: pre_envs,
+            allocations: pre_allocations,
+        } = pre;
         let allocations = async {
-            if want_allocations {
+            if !want_allocations {
+                Ok(None)
+            } else if let Some(a) = pre_allocations {
+                Ok(Some(a))
+            } else {
                 nodes::load_allocations_where(st, "a.server_id = ANY($1)", &ids)
                     .await
                     .map(Some)
-            } else {
-                Ok(None)
             }
         };
-        let (mut envs, allocations) = futures::try_join!(environments(st, &ids), allocations)?;
+        let envs = async {
+            match pre_envs {
+                Some(e) => Ok(e),
+                None => environments(st, &ids).await,
+            }
+        };
+        let (mut envs, allocations) = futures::try_join!(envs, allocations)?;
         // (include name, allowed, values by server id, object name)
         let mut rel_maps: Vec<(&'static str, Acl, bool, Grouped, &str)> = Vec::new();
         // Allocations without nested includes skip the JSON tree entirely.
@@ -571,8 +648,19 @@ pub async fn index(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResu
             ));
         }
     }
-    let (rows, total): (Vec<Ordered>, i64) = fractal::FoldedListQuery {
-        columns: ROW_COLUMNS,
+    let inc = Includes::from_params(&p);
+    // The environments always, and plain allocations when included, come in the
+    // page statement itself (one round trip instead of three).
+    let fold_allocations = inc.has("allocations")
+        && auth.can_include(Acl::Allocations)
+        && inc.nested("allocations").is_empty();
+    let columns = if fold_allocations {
+        format!("{ROW_COLUMNS}, {ENV_AGG}, {ALLOCATION_AGG}")
+    } else {
+        format!("{ROW_COLUMNS}, {ENV_AGG}")
+    };
+    let (rows, total): (Vec<PageRow>, i64) = fractal::FoldedListQuery {
+        columns: &columns,
         from: "FROM servers s JOIN nodes n ON n.id = s.node_id
             JOIN locations l ON l.id = n.location_id WHERE TRUE",
         count_from: "FROM servers s WHERE TRUE",
@@ -582,8 +670,21 @@ pub async fn index(State(st): State<AppState>, auth: Auth, p: Params) -> ApiResu
     }
     .fetch(&st.db, &p, &page)
     .await?;
-    let rows = rows.into_iter().map(|o| o.0).collect();
-    let items = render_typed(&st, &auth, rows, &Includes::from_params(&p)).await?;
+    let mut pre = Prefetched {
+        envs: Some(HashMap::with_capacity(rows.len())),
+        allocations: fold_allocations.then(Vec::new),
+    };
+    let mut servers = Vec::with_capacity(rows.len());
+    for r in rows {
+        if let Some(e) = pre.envs.as_mut() {
+            e.insert(r.server.id, r.env);
+        }
+        if let (Some(all), Some(a)) = (pre.allocations.as_mut(), r.allocations) {
+            all.extend(a);
+        }
+        servers.push(r.server);
+    }
+    let items = render_typed(&st, &auth, servers, &inc, pre).await?;
     // A server with its environment is about 1.2 kB, each allocation 150 bytes more.
     let mut w = fractal::ListWriter::with_item_size("server", items.len(), 2048);
     for s in &items {
