@@ -2,14 +2,6 @@
 //! artisan commands.
 
 use anyhow::{bail, Context, Result};
-
-/// mimalloc in place of glibc's malloc: under load, glibc's allocator took about a
-/// sixth of panel-api's CPU (arena locks, consolidation); see the README's benchmarks.
-/// Built with `no_thp`: with transparent huge pages its arenas kept ~10 MiB more
-/// resident at idle.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 use panel_api::config::Config;
 use panel_api::crypto::Encrypter;
@@ -18,6 +10,13 @@ use panel_api::http::input::Body;
 use panel_api::state::AppState;
 use panel_api::{apikeys, db, eggs};
 use serde_json::json;
+
+/// mimalloc in place of glibc's malloc: under load, glibc's allocator took about a
+/// sixth of panel-api's CPU (arena locks, consolidation); see the README's benchmarks.
+/// Built with `no_thp`: with transparent huge pages its arenas kept ~10 MiB more
+/// resident at idle.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(

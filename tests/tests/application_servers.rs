@@ -309,6 +309,38 @@ async fn server_lists_paginate_filter_sort_and_include() {
             ["assigned"],
         true
     );
+    // The list folds environments and allocations into its page statement; the
+    // single view loads them separately. Both must answer the same server alike, with
+    // plain and with nested allocation includes (the latter not folded).
+    for include in ["allocations", "allocations.node"] {
+        let list = p
+            .get(
+                &format!("/api/application/servers?include={include}"),
+                &admin.key,
+            )
+            .await
+            .unwrap();
+        let items = list.json["data"].as_array().unwrap();
+        assert_eq!(items.len(), 3);
+        for item in items {
+            let id = item["attributes"]["id"].as_i64().unwrap();
+            let view = p
+                .get(
+                    &format!("/api/application/servers/{id}?include={include}"),
+                    &admin.key,
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                item["attributes"], view.json["attributes"],
+                "server {id}, include={include}"
+            );
+            assert!(!item["attributes"]["container"]["environment"]
+                .as_object()
+                .unwrap()
+                .is_empty());
+        }
+    }
     let r = p
         .get(
             "/api/application/servers?filter[name]=ET&sort=-id",
