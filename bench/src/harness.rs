@@ -6,8 +6,8 @@
 
 use crate::{load, pgbench, proc, sqllog};
 use anyhow::{bail, Context, Result};
+use panel_api::db::Db;
 use serde_json::Value;
-use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -142,7 +142,7 @@ fn free_port() -> Result<u16> {
 /// panel-api serving it once [`Bench::start_panel`] has run.
 pub struct Bench {
     pub settings: Settings,
-    pub db: PgPool,
+    pub db: Db,
     pub db_url: String,
     pub app_key: String,
     pub addr: SocketAddr,

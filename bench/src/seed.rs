@@ -6,7 +6,7 @@
 
 use anyhow::{Context, Result};
 use panel_api::crypto::Encrypter;
-use sqlx::PgPool;
+use panel_api::db::Db;
 
 #[derive(Debug)]
 pub struct Seeded {
@@ -17,7 +17,7 @@ pub struct Seeded {
     pub application_key: String,
 }
 
-pub async fn seed(db: &PgPool, app_key: &str, users: i64, servers: i64) -> Result<Seeded> {
+pub async fn seed(db: &Db, app_key: &str, users: i64, servers: i64) -> Result<Seeded> {
     // One bcrypt hash for everyone: hashing 10,000 passwords would only time bcrypt.
     let hash = panel_api::crypto::hash_password("benchmark-password")?;
     let mut tx = db.begin().await?;
@@ -144,7 +144,7 @@ pub struct ClientUser {
 /// Makes the first seeded user the owner of `owned` and a subuser of `shared` of
 /// the first `owned + shared` servers (every fifth and the one after it are shared,
 /// so both kinds are spread over the list), and gives them a client key.
-pub async fn client_user(db: &PgPool, owned: i64, shared: i64) -> Result<ClientUser> {
+pub async fn client_user(db: &Db, owned: i64, shared: i64) -> Result<ClientUser> {
     let (id, username): (i64, String) =
         sqlx::query_as("SELECT id, username FROM users WHERE NOT root_admin ORDER BY id LIMIT 1")
             .fetch_one(db)

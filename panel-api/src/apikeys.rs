@@ -1,9 +1,9 @@
 //! API keys (reference §2.1): `ptla_`/`ptlc_` + 11 random characters as the
 //! identifier, a 32-character secret of which only a hash is stored.
 
+use crate::db::Db;
 use crate::error::ApiResult;
 use crate::http::auth::{KEY_TYPE_ACCOUNT, KEY_TYPE_APPLICATION};
-use sqlx::PgPool;
 
 pub struct NewKey {
     pub id: i64,
@@ -21,7 +21,7 @@ impl NewKey {
 /// Creates a key. Application keys get full read/write on every resource, like a
 /// key made in upstream's admin UI with every permission set.
 pub async fn create(
-    db: &PgPool,
+    db: &Db,
     user_id: i64,
     key_type: i16,
     memo: &str,

@@ -1,9 +1,9 @@
 //! The database: the configured server, or the embedded default cluster.
 
 use crate::config::Config;
+pub use crate::pool::{Db, DbConn, DbTx};
 use anyhow::{Context, Result};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -11,24 +11,22 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A connected pool, plus the embedded cluster when we started one (stopped on drop).
 pub struct Database {
-    pub pool: PgPool,
+    pub pool: Db,
     pub cluster: Option<pgcluster::Cluster>,
 }
 
-pub async fn connect_url(url: &str, max: u32) -> Result<PgPool> {
+/// A pool of at most `max` connections to `url`, with one connection opened now.
+pub async fn connect_url(url: &str, max: u32) -> Result<Db> {
+    let pool = lazy_url(url, max)?;
+    pool.warm().await.context("connecting to PostgreSQL")?;
+    Ok(pool)
+}
+
+/// A pool that connects on first use.
+pub fn lazy_url(url: &str, max: u32) -> Result<Db> {
     let opts =
         PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid PostgreSQL URL")?;
-    let pool = PgPoolOptions::new()
-        .max_connections(max)
-        .min_connections(1)
-        // sqlx discards connections that fail; a ping before every query would add a
-        // round trip to each of a request's statements.
-        .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(opts)
-        .await
-        .context("connecting to PostgreSQL")?;
-    Ok(pool)
+    Ok(Db::new(opts, max, Duration::from_secs(10)))
 }
 
 /// Connects to `DATABASE_URL`, or starts the embedded default cluster and creates
@@ -60,7 +58,11 @@ pub async fn open(cfg: &Config) -> Result<Database> {
     })
 }
 
-pub async fn migrate(pool: &PgPool) -> Result<()> {
-    MIGRATOR.run(pool).await.context("running migrations")?;
+pub async fn migrate(pool: &Db) -> Result<()> {
+    let mut conn = pool.acquire().await.context("connecting to PostgreSQL")?;
+    MIGRATOR
+        .run(&mut *conn)
+        .await
+        .context("running migrations")?;
     Ok(())
 }

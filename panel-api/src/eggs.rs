@@ -1,9 +1,9 @@
 //! Egg import: upstream's egg export format (PTDL_v1 and PTDL_v2), so operators can
 //! bring the community's eggs.
 
+use crate::db::Db;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use sqlx::PgPool;
 
 /// The nest an egg goes into: an existing id, or a name (created when missing).
 pub enum NestRef {
@@ -42,7 +42,7 @@ fn truthy(v: Option<&Value>) -> bool {
 }
 
 /// Imports one egg export; returns the new egg's id.
-pub async fn import(db: &PgPool, nest: NestRef, json: &str) -> Result<i64> {
+pub async fn import(db: &Db, nest: NestRef, json: &str) -> Result<i64> {
     let egg: Value = serde_json::from_str(json).context("the egg file is not valid JSON")?;
     let version = egg
         .pointer("/meta/version")

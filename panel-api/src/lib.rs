@@ -14,6 +14,7 @@ pub mod http;
 pub mod json;
 pub mod jwt;
 pub mod openapi;
+pub mod pool;
 pub mod ratelimit;
 pub mod s3;
 pub mod schedules;

@@ -357,6 +357,11 @@ async fn run(cli: Cli) -> Result<()> {
             quickstart: qs,
             credentials_file,
         } => {
+            // The handlers are installed before anything else: a SIGTERM that arrives
+            // while the cluster starts or the port is bound is held and ends the
+            // server gracefully as soon as it serves, instead of killing the process
+            // with the embedded cluster left running.
+            let shutdown = shutdown_signal()?;
             let (database, state) = open(&cfg).await?;
             if qs {
                 quickstart(&state, credentials_file.as_deref()).await?;
@@ -370,7 +375,7 @@ async fn run(cli: Cli) -> Result<()> {
                 listener.local_addr()?,
                 cfg.app_url
             );
-            panel_api::serve(state, listener, shutdown_signal()).await?;
+            panel_api::serve(state, listener, shutdown).await?;
             drop(database);
         }
         Cmd::Egg(EggCmd::Import { file, nest }) => {
@@ -600,16 +605,18 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT, registered now (not on first poll), so a signal that comes
+/// before the server polls the future is not lost to the default action.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 fn main() {

@@ -5,15 +5,15 @@
 use crate::config::Config;
 use crate::crypto::Encrypter;
 use crate::daemon::DaemonClient;
+use crate::db::Db;
 use crate::ratelimit::Limiter;
-use sqlx::PgPool;
 use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct AppState(pub Arc<Inner>);
 
 pub struct Inner {
-    pub db: PgPool,
+    pub db: Db,
     pub cfg: Config,
     pub enc: Encrypter,
     pub application_limiter: Limiter,
@@ -33,7 +33,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(db: PgPool, cfg: Config, enc: Encrypter) -> anyhow::Result<AppState> {
+    pub fn new(db: Db, cfg: Config, enc: Encrypter) -> anyhow::Result<AppState> {
         let daemon = DaemonClient::new(cfg.daemon_timeout_secs)?;
         let s3 = if cfg.backup_driver == "s3" {
             let c = cfg.s3.clone().ok_or_else(|| {

@@ -13,9 +13,7 @@ fn state() -> AppState {
         "postgres://nobody@%2Fnonexistent/none".into(),
         "http://panel.test".into(),
     );
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .connect_lazy("postgres://nobody@%2Fnonexistent/none")
-        .unwrap();
+    let pool = panel_api::db::lazy_url("postgres://nobody@%2Fnonexistent/none", 1).unwrap();
     AppState::new(
         pool,
         cfg.clone(),

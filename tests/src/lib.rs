@@ -6,9 +6,9 @@
 use anyhow::{Context, Result};
 use panel_api::config::Config;
 use panel_api::crypto::Encrypter;
+use panel_api::db::Db;
 use panel_api::state::AppState;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 use std::sync::OnceLock;
 
 pub mod mariadb;
@@ -50,7 +50,7 @@ fn url_for(db: &str) -> String {
 }
 
 /// A fresh, migrated database for one test.
-pub async fn fresh_database() -> Result<(String, PgPool)> {
+pub async fn fresh_database() -> Result<(String, Db)> {
     let admin = panel_api::db::connect_url(&cluster_url(), 2).await?;
     // The template is built once per migration set, under a lock, by whichever test
     // gets there first.
@@ -105,7 +105,7 @@ pub async fn fresh_database() -> Result<(String, PgPool)> {
 pub struct Panel {
     pub url: String,
     pub state: AppState,
-    pub db: PgPool,
+    pub db: Db,
     pub http: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }

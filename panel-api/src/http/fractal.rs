@@ -428,7 +428,7 @@ pub struct ListQuery<'a> {
 impl ListQuery<'_> {
     pub async fn fetch<R>(
         &self,
-        db: &sqlx::PgPool,
+        db: &crate::db::Db,
         p: &Params,
         page: &Page,
     ) -> ApiResult<(Vec<R>, i64)>
@@ -474,7 +474,7 @@ pub struct FoldedListQuery<'a> {
 impl FoldedListQuery<'_> {
     pub async fn fetch<R>(
         &self,
-        db: &sqlx::PgPool,
+        db: &crate::db::Db,
         p: &Params,
         page: &Page,
     ) -> ApiResult<(Vec<R>, i64)>
