@@ -64,18 +64,9 @@ impl Db {
         self.0.closed.load(Ordering::Acquire)
     }
 
-    /// Connections currently open and idle.
-    pub fn num_idle(&self) -> usize {
-        self.0.idle.lock().map(|v| v.len()).unwrap_or(0)
-    }
-
     /// A connection of the pool for the caller's own use. Whatever the caller does
     /// with it, it is pinged before it is reused.
     pub async fn acquire(&self) -> Result<DbConn, Error> {
-        self.get().await
-    }
-
-    async fn get(&self) -> Result<DbConn, Error> {
         if self.is_closed() {
             return Err(Error::PoolClosed);
         }
@@ -110,7 +101,7 @@ impl Db {
     /// Opens one connection now (and keeps it idle), so a bad URL or an unreachable
     /// server is reported at start-up rather than on the first request.
     pub async fn warm(&self) -> Result<(), Error> {
-        let mut c = self.get().await?;
+        let mut c = self.acquire().await?;
         c.clean = true;
         Ok(())
     }
@@ -118,7 +109,7 @@ impl Db {
     /// Starts a transaction: `BEGIN` on a pooled connection. Dropped without
     /// `commit`, it rolls back.
     pub async fn begin(&self) -> Result<DbTx, Error> {
-        let mut conn = self.get().await?;
+        let mut conn = self.acquire().await?;
         sqlx::postgres::PgTransactionManager::begin(&mut *conn, None).await?;
         Ok(DbTx { conn, open: true })
     }
@@ -151,6 +142,15 @@ pub struct DbConn {
     clean: bool,
     db: Db,
     _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl DbConn {
+    /// The statement's result; a connection whose statement succeeded to the end
+    /// goes back to the pool without a ping.
+    fn finished<T>(&mut self, r: Result<T, Error>) -> Result<T, Error> {
+        self.clean = r.is_ok();
+        r
+    }
 }
 
 impl std::fmt::Debug for DbConn {
@@ -276,7 +276,7 @@ impl<'p> Executor<'p> for &'_ Db {
         let db = self.clone();
         Box::pin(sqlx_core::ext::async_stream::TryAsyncStream::new(
             move |yielder| async move {
-                let mut conn = db.get().await?;
+                let mut conn = db.acquire().await?;
                 {
                     let mut s = conn.fetch_many(query);
                     while let Some(v) = s.next().await {
@@ -295,10 +295,9 @@ impl<'p> Executor<'p> for &'_ Db {
     {
         let db = self.clone();
         Box::pin(async move {
-            let mut conn = db.get().await?;
-            let row = conn.fetch_optional(query).await?;
-            conn.clean = true;
-            Ok(row)
+            let mut conn = db.acquire().await?;
+            let r = conn.fetch_optional(query).await;
+            conn.finished(r)
         })
     }
 
@@ -309,10 +308,9 @@ impl<'p> Executor<'p> for &'_ Db {
     ) -> BoxFuture<'e, Result<PgStatement<'q>, Error>> {
         let db = self.clone();
         Box::pin(async move {
-            let mut conn = db.get().await?;
-            let st = conn.prepare_with(sql, parameters).await?;
-            conn.clean = true;
-            Ok(st)
+            let mut conn = db.acquire().await?;
+            let r = conn.prepare_with(sql, parameters).await;
+            conn.finished(r)
         })
     }
 
@@ -323,10 +321,9 @@ impl<'p> Executor<'p> for &'_ Db {
     ) -> BoxFuture<'e, Result<Describe<Postgres>, Error>> {
         let db = self.clone();
         Box::pin(async move {
-            let mut conn = db.get().await?;
-            let d = conn.describe(sql).await?;
-            conn.clean = true;
-            Ok(d)
+            let mut conn = db.acquire().await?;
+            let r = conn.describe(sql).await;
+            conn.finished(r)
         })
     }
 }

@@ -155,12 +155,19 @@ async fn the_pool_never_opens_more_than_its_size_and_times_out_clearly() {
         "{} backends for a pool of 3",
         pids.len()
     );
-    // All three held: the next acquisition waits, then fails with the pool's error.
+    // All three held: a fourth acquisition waits for one of them.
     let held = vec![
         db.acquire().await.unwrap(),
         db.acquire().await.unwrap(),
         db.acquire().await.unwrap(),
     ];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), db.acquire())
+            .await
+            .is_err(),
+        "a fourth connection was handed out"
+    );
+    // Past its acquire timeout, the wait fails with the pool's error.
     let short = panel_api::db::Db::new(url.parse().unwrap(), 1, Duration::from_millis(300));
     let _one = short.acquire().await.unwrap();
     let e = short.acquire().await.unwrap_err();
