@@ -261,23 +261,45 @@ impl MariaDb {
             ensure!(ok.success(), "chown mysql {}", dir.path().display());
         }
         let data = dir.path().join("data");
-        let mut c = Command::new(&install);
-        c.arg(format!("--datadir={}", data.display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        // A private temporary directory: concurrent bootstraps sharing /tmp clashed on
+        // their `#sql-temptable-…` files and mariadb-install-db aborted.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp)?;
         if root {
-            c.arg("--user=mysql");
+            let ok = Command::new("chown")
+                .arg("mysql:mysql")
+                .arg(&tmp)
+                .status()?;
+            ensure!(ok.success(), "chown mysql {}", tmp.display());
         }
-        let out = c.output().context("mariadb-install-db")?;
-        ensure!(
-            out.status.success(),
-            "mariadb-install-db failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // A bootstrap that still fails (rare, under heavy parallel load) is retried on a
+        // clean data directory.
+        let mut last = String::new();
+        let mut ok = false;
+        for _ in 0..3 {
+            let _ = std::fs::remove_dir_all(&data);
+            let mut c = Command::new(&install);
+            c.arg(format!("--datadir={}", data.display()))
+                .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+                .env("TMPDIR", &tmp)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            if root {
+                c.arg("--user=mysql");
+            }
+            let out = c.output().context("mariadb-install-db")?;
+            if out.status.success() {
+                ok = true;
+                break;
+            }
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        ensure!(ok, "mariadb-install-db failed: {last}");
         let port = free_port()?;
         let mut s = Command::new(&server);
-        s.arg(format!("--datadir={}", data.display()))
+        s.env("TMPDIR", &tmp)
+            .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}/sock", dir.path().display()))
             .arg(format!("--port={port}"))
             .args([

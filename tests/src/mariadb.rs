@@ -46,6 +46,17 @@ impl MariaDb {
                 .status()
                 .context("chown")?;
         }
+        // A private temporary directory: concurrent bootstraps sharing /tmp clashed on
+        // their `#sql-temptable-…` files.
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp)?;
+        if root {
+            Command::new("chown")
+                .arg("mysql:mysql")
+                .arg(&tmp)
+                .status()
+                .context("chown")?;
+        }
         // mariadb-install-db occasionally fails when several run at the same moment
         // (tests start their own servers in parallel); a fresh attempt succeeds.
         let mut last = String::new();
@@ -55,6 +66,7 @@ impl MariaDb {
             let mut c = Command::new(&install);
             c.arg(format!("--datadir={}/data", dir.display()))
                 .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+                .env("TMPDIR", &tmp)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());
             if root {
@@ -74,7 +86,8 @@ impl MariaDb {
         let port = crate::closed_port();
         let log = std::fs::File::create(dir.join("server.log"))?;
         let mut s = Command::new(&server);
-        s.arg(format!("--datadir={}/data", dir.display()))
+        s.env("TMPDIR", &tmp)
+            .arg(format!("--datadir={}/data", dir.display()))
             .arg(format!("--socket={}/sock", dir.display()))
             .arg(format!("--port={port}"))
             .args([
