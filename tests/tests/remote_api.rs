@@ -450,6 +450,33 @@ async fn sftp_auth_checks_password_keys_permissions_state_and_throttles() {
         r.json,
         json!({"user": owner.uuid, "server": uuid.to_string(), "permissions": ["*"]})
     );
+    // The full UUID works in place of the short identifier, and case does not matter
+    // (upstream's MySQL collation); a near miss is refused.
+    let by = |server: String| {
+        wings(
+            &p,
+            &n,
+            Method::POST,
+            "/sftp/auth",
+            Some(
+                json!({"type": "password", "username": format!("owner.{server}"),
+                "password": "password123", "ip": "203.0.113.9:51234"}),
+            ),
+        )
+    };
+    for server in [
+        uuid.to_string(),
+        uuid.to_string().to_uppercase(),
+        short.to_uppercase(),
+    ] {
+        let r = p.call(by(server.clone())).await.unwrap();
+        assert_eq!(r.status, 200, "{server}: {}", r.text());
+        assert_eq!(r.json["server"], json!(uuid.to_string()), "{server}");
+    }
+    for server in [uuid.simple().to_string(), format!("{short}0")] {
+        let r = p.call(by(server.clone())).await.unwrap();
+        assert_eq!(r.status, 403, "{server}: {}", r.text());
+    }
     let r = p
         .call(auth("admin", "password123", "password"))
         .await

@@ -640,14 +640,37 @@ pub async fn sftp_auth(State(st): State<AppState>, req: Request) -> ApiResult<Re
     let Some((user_id, user_uuid, hash, root_admin)) = user else {
         return Err(reject(true));
     };
-    let server: Option<servers::ServerRow> = sqlx::query_as(&format!(
-        "{} WHERE (s.uuid_short = $1 OR s.uuid::text = $1) AND s.node_id = $2",
-        servers::SELECT
-    ))
-    .bind(server_part)
-    .bind(node.id)
-    .fetch_optional(&st.db)
-    .await?;
+    // The server part is the short identifier or the full UUID in its canonical
+    // (lower-case, hyphenated) form. One indexed lookup for whichever it is: the former
+    // `uuid_short = $1 OR uuid::text = $1` could use neither unique index and scanned the
+    // node's servers on every SFTP login.
+    // Compared without regard to case, as upstream's MySQL collation compares them.
+    let part = server_part.to_ascii_lowercase();
+    let full = uuid::Uuid::parse_str(&part)
+        .ok()
+        .filter(|u| u.hyphenated().to_string() == part);
+    let server: Option<servers::ServerRow> = match full {
+        Some(u) => {
+            sqlx::query_as(&format!(
+                "{} WHERE s.uuid = $1 AND s.node_id = $2",
+                servers::SELECT
+            ))
+            .bind(u)
+            .bind(node.id)
+            .fetch_optional(&st.db)
+            .await?
+        }
+        None => {
+            sqlx::query_as(&format!(
+                "{} WHERE s.uuid_short = $1 AND s.node_id = $2",
+                servers::SELECT
+            ))
+            .bind(&part)
+            .bind(node.id)
+            .fetch_optional(&st.db)
+            .await?
+        }
+    };
     let Some(server) = server else {
         return Err(reject(true));
     };
