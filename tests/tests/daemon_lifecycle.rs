@@ -740,6 +740,79 @@ async fn console_throttle_drops_excess_lines_with_one_notice() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_console_burst_reaches_every_socket_whole_and_in_order() {
+    // Throttling off, a burst of lines far larger than one read of the container's
+    // output: wings publishes a read's lines together, yet every socket must get
+    // each line as its own `console output` message, none lost, in order, with the
+    // lines before the done marker ahead of the `running` status it causes.
+    const N: usize = 20_000;
+    let (st, servers, owner) = node_with(
+        egg("regex:^Done$", "^SIGKILL"),
+        vec![Spec::new(
+            "burst",
+            r#"sh -c 'echo before-1; echo before-2; echo Done; seq 1 20000; sleep 1000'"#,
+        )],
+        |c| c.throttles.lines = 0,
+    )
+    .await;
+    let srv = &servers[0];
+    let mut a = st.ws_as(srv, &owner.key).await;
+    let mut b = st.ws_as(srv, &owner.key).await;
+    // Both sockets' initial status/stats, before anything is printed.
+    a.drain(Duration::from_millis(300)).await;
+    b.drain(Duration::from_millis(300)).await;
+    a.send("set state", json!(["start"])).await;
+    for ws in [&mut a, &mut b] {
+        let mut seen: Vec<String> = Vec::new();
+        let mut running_at = None;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while seen.last().map(String::as_str) != Some("20000") {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Some((e, args)) = ws.next(left).await else {
+                panic!(
+                    "burst incomplete: {} lines, last {:?}",
+                    seen.len(),
+                    seen.last()
+                );
+            };
+            match e.as_str() {
+                "console output" => {
+                    assert_eq!(args.len(), 1, "one line per message: {args:?}");
+                    seen.push(arg(&args));
+                }
+                "status" if arg(&args) == "running" => running_at = Some(seen.len()),
+                _ => {}
+            }
+        }
+        let before: Vec<&str> = seen
+            .iter()
+            .map(String::as_str)
+            .filter(|l| l.starts_with("before-"))
+            .collect();
+        assert_eq!(before, ["before-1", "before-2"]);
+        let at = running_at.expect("a running status");
+        let done = seen
+            .iter()
+            .position(|l| l == "Done")
+            .expect("the Done line");
+        assert!(
+            seen[..at].contains(&"before-2".to_string()) && at <= done,
+            "`running` comes after the lines before Done and before Done's own line: status at {at}, Done at {done}, {:?}",
+            &seen[..seen.len().min(6)]
+        );
+        let numbers: Vec<&str> = seen[done + 1..].iter().map(String::as_str).collect();
+        let want: Vec<String> = (1..=N).map(|i| i.to_string()).collect();
+        assert_eq!(numbers.len(), N, "every line of the burst arrives");
+        assert!(
+            numbers.iter().zip(&want).all(|(g, w)| *g == w.as_str()),
+            "the burst arrives in order"
+        );
+    }
+    a.send("set state", json!(["kill"])).await;
+    a.wait_state("offline", LONG).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn start_is_refused_when_the_server_is_over_its_disk_limit() {
     let (st, servers, _) = node_with(
         egg("regex:^Done$", "^SIGKILL"),

@@ -2,7 +2,9 @@
 //!
 //! 1. console fan-out: a server printing lines as fast as it can, delivered to 1, 10
 //!    and 100 websocket clients with throttling off, against the raw rate at which
-//!    `docker attach` reads the same program;
+//!    `docker attach` reads the same container (the one wings created, started
+//!    again by Docker alone right after), once with the tests' server spec
+//!    (cpu_limit 50) and once with no CPU limit;
 //! 2. time from power start to `running`, against `docker start` + first output line
 //!    of the same container spec;
 //! 3. resident memory of the `wings` binary with 0 and 50 servers defined.
@@ -12,7 +14,8 @@
 //! with `cargo build --release -p wings`) or the path in `WINGS_BIN`. Websocket
 //! clients count `console output` frames by their JSON prefix, as the baseline
 //! counts newlines, so the figure is wings' delivery rather than the client's
-//! JSON parsing (they share the process and its cores).
+//! JSON parsing (they share the process and its cores). `FANOUT_CLIENTS=1,10`
+//! picks the client counts, `FANOUT_ONLY=1` skips the other figures.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -30,45 +33,20 @@ const WINDOW: Duration = Duration::from_secs(4);
 async fn main() {
     ensure_image();
     fanout().await;
+    if std::env::var_os("FANOUT_ONLY").is_some() {
+        return;
+    }
     start_latency().await;
     memory().await;
 }
 
-/// Lines/s read by a raw `docker attach` of the same program.
-async fn raw_attach_rate() -> f64 {
-    let docker = bollard::Docker::connect_with_local_defaults()
-        .unwrap()
-        .negotiate_version()
-        .await
-        .unwrap();
-    let name = format!("bench-raw-{}", uuid::Uuid::new_v4());
-    let body = bollard::models::ContainerCreateBody {
-        image: Some(IMAGE.into()),
-        tty: Some(true),
-        open_stdin: Some(true),
-        attach_stdout: Some(true),
-        env: Some(vec![format!("STARTUP={SPAM}")]),
-        labels: Some(
-            [(TEST_LABEL.to_string(), "bench".to_string())]
-                .into_iter()
-                .collect(),
-        ),
-        ..Default::default()
-    };
-    docker
-        .create_container(
-            Some(
-                bollard::query_parameters::CreateContainerOptionsBuilder::default()
-                    .name(&name)
-                    .build(),
-            ),
-            body,
-        )
-        .await
-        .unwrap();
+/// Lines/s that a raw `docker attach` reads from the container `name` (already
+/// created, stopped): attach, `docker start`, skip the warm-up, count newlines for
+/// WINDOW, kill.
+async fn raw_attach_rate(docker: &bollard::Docker, name: &str) -> f64 {
     let mut att = docker
         .attach_container(
-            &name,
+            name,
             Some(
                 AttachContainerOptionsBuilder::default()
                     .stdout(true)
@@ -81,93 +59,121 @@ async fn raw_attach_rate() -> f64 {
         .unwrap();
     docker
         .start_container(
-            &name,
+            name,
             None::<bollard::query_parameters::StartContainerOptions>,
         )
         .await
         .unwrap();
-    // Skip the warm-up second, then count newlines for WINDOW.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut lines = 0u64;
     let start = Instant::now();
     while start.elapsed() < WINDOW {
         match tokio::time::timeout(Duration::from_secs(1), att.output.next()).await {
-            Ok(Some(Ok(chunk))) => {
-                lines += chunk.into_bytes().iter().filter(|b| **b == b'\n').count() as u64
-            }
+            Ok(Some(Ok(chunk))) => lines += memchr_count(&chunk.into_bytes()),
             _ => break,
         }
     }
     let rate = lines as f64 / start.elapsed().as_secs_f64();
     let _ = docker
-        .remove_container(
-            &name,
-            Some(
-                bollard::query_parameters::RemoveContainerOptionsBuilder::default()
-                    .force(true)
-                    .build(),
-            ),
+        .kill_container(
+            name,
+            None::<bollard::query_parameters::KillContainerOptions>,
         )
+        .await;
+    let _ = docker
+        .wait_container(
+            name,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        )
+        .next()
         .await;
     rate
 }
 
-async fn fanout() {
-    let raw = raw_attach_rate().await;
-    println!("console fan-out (throttling off), raw docker attach: {raw:.0} lines/s");
-    for clients in [1usize, 10, 100] {
-        let test = format!("bench-fanout-{clients}");
-        let cfg = server_config(
-            &test,
-            SPAM,
-            &["regex:^Done$"],
-            json!({"type": "signal", "value": "SIGKILL"}),
-        );
-        let uuid = cfg.settings.uuid.clone();
-        let node = Node::start(&test, |p| p.add_server(cfg), |c| c.throttles.lines = 0).await;
-        let mut sockets = Vec::new();
-        for _ in 0..clients {
-            let mut ws = node.ws(&uuid).await;
-            ws.send("auth", json!([node.jwt(&uuid, &["*"], 1, 600)]))
-                .await;
-            ws.wait_for(Duration::from_secs(10), |e, _| e == "auth success")
-                .await
-                .unwrap();
-            sockets.push(ws);
-        }
-        let server = node.app.manager.get(&uuid).unwrap();
-        server
-            .handle_power(
-                wings::server::PowerAction::Start,
-                Some(Duration::from_secs(30)),
-            )
+fn memchr_count(b: &[u8]) -> u64 {
+    b.iter().filter(|c| **c == b'\n').count() as u64
+}
+
+/// Console lines/s per client that wings delivers to `clients` websocket clients,
+/// then the raw `docker attach` rate of the same container (the one wings created,
+/// started again by Docker alone).
+async fn fanout_case(docker: &bollard::Docker, clients: usize, cpu_limit: i64) -> (f64, f64) {
+    let test = format!("bench-fanout-{clients}");
+    let mut cfg = server_config(
+        &test,
+        SPAM,
+        &["regex:^Done$"],
+        json!({"type": "signal", "value": "SIGKILL"}),
+    );
+    cfg.settings.build.cpu_limit = cpu_limit;
+    let uuid = cfg.settings.uuid.clone();
+    let node = Node::start(&test, |p| p.add_server(cfg), |c| c.throttles.lines = 0).await;
+    let mut sockets = Vec::new();
+    for _ in 0..clients {
+        let mut ws = node.ws(&uuid).await;
+        ws.send("auth", json!([node.jwt(&uuid, &["*"], 1, 600)]))
+            .await;
+        ws.wait_for(Duration::from_secs(10), |e, _| e == "auth success")
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let start = Instant::now();
-        let counts = futures::future::join_all(sockets.iter_mut().map(|ws| async move {
-            let mut n = 0u64;
-            let deadline = Instant::now() + WINDOW;
-            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-                match ws.next_is_console(left).await {
-                    Some(true) => n += 1,
-                    Some(false) => {}
-                    None => break,
-                }
-            }
-            n
-        }))
+        sockets.push(ws);
+    }
+    let server = node.app.manager.get(&uuid).unwrap();
+    server
+        .handle_power(
+            wings::server::PowerAction::Start,
+            Some(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let start = Instant::now();
+    let deadline = start + WINDOW;
+    let counts = futures::future::join_all(
+        sockets
+            .iter_mut()
+            .map(|ws| async move { ws.count_console_until(deadline).await }),
+    )
+    .await;
+    let secs = start.elapsed().as_secs_f64();
+    let per_client = counts.iter().sum::<u64>() as f64 / clients as f64 / secs;
+    let mut rx = server.subscribe_state();
+    let _ = server
+        .handle_power(wings::server::PowerAction::Kill, None)
         .await;
-        let secs = start.elapsed().as_secs_f64();
-        let per_client = counts.iter().sum::<u64>() as f64 / clients as f64 / secs;
-        println!(
-            "console fan-out to {clients:>3} client(s): {per_client:.0} lines/s per client = {:.0}% of raw attach",
-            per_client / raw * 100.0
-        );
-        let _ = server
-            .handle_power(wings::server::PowerAction::Kill, None)
-            .await;
-        node.cleanup().await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(30),
+        rx.wait_for(|s| *s == wings::events::State::Offline),
+    )
+    .await;
+    drop(sockets);
+    let raw = raw_attach_rate(docker, &uuid).await;
+    node.cleanup().await;
+    (per_client, raw)
+}
+
+async fn fanout() {
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    // FANOUT_CLIENTS=1,10 runs only those client counts (for profiling one case).
+    let counts: Vec<usize> = std::env::var("FANOUT_CLIENTS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 10, 100]);
+    // The tests' server spec (cpu_limit 50 = half a core), then the same with no
+    // CPU limit.
+    for cpu_limit in [50, 0] {
+        println!("console fan-out (throttling off), container cpu_limit {cpu_limit} (0 = none):");
+        for &clients in &counts {
+            let (per_client, raw) = fanout_case(&docker, clients, cpu_limit).await;
+            println!(
+                "  {clients:>3} client(s): {per_client:.0} lines/s per client, raw docker attach of the same container {raw:.0} lines/s = {:.0}%",
+                per_client / raw * 100.0
+            );
+        }
     }
 }
 

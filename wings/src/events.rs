@@ -40,6 +40,10 @@ pub enum Event {
     /// JSON of `ResourceUsage`.
     Stats(String),
     Console(String),
+    /// Consecutive console lines from one read of the container's output, published
+    /// as one bus message (one wake-up, one token check and one flush per socket);
+    /// on the wire each is still its own `console output` message, as upstream sends.
+    ConsoleLines(Vec<String>),
     InstallOutput(String),
     InstallStarted,
     InstallCompleted,
@@ -57,7 +61,7 @@ impl Event {
         match self {
             Event::Status(_) => events::STATUS,
             Event::Stats(_) => events::STATS,
-            Event::Console(_) => events::CONSOLE_OUTPUT,
+            Event::Console(_) | Event::ConsoleLines(_) => events::CONSOLE_OUTPUT,
             Event::InstallOutput(_) => events::INSTALL_OUTPUT,
             Event::InstallStarted => events::INSTALL_STARTED,
             Event::InstallCompleted => events::INSTALL_COMPLETED,
@@ -70,8 +74,11 @@ impl Event {
         }
     }
 
+    /// The event's websocket message; `ConsoleLines` is one message per line (see
+    /// [`Published::texts`]), here its first.
     pub fn to_message(&self) -> WebsocketMessage {
         let args = match self {
+            Event::ConsoleLines(lines) => vec![lines.first().cloned().unwrap_or_default()],
             Event::Status(s) => vec![s.as_str().to_string()],
             Event::Stats(s)
             | Event::Console(s)
@@ -100,33 +107,60 @@ impl Event {
 }
 
 /// An event as it travels on a server's bus: one allocation shared by every
-/// subscriber, its websocket text encoded once (by the first socket that sends it)
+/// subscriber, its websocket texts encoded once (by the first socket that sends it)
 /// instead of once per socket.
 #[derive(Debug)]
 pub struct Published {
     pub event: Event,
-    text: OnceLock<Utf8Bytes>,
+    texts: OnceLock<Box<[Utf8Bytes]>>,
 }
 
 impl Published {
     pub fn new(event: Event) -> Arc<Published> {
         Arc::new(Published {
             event,
-            text: OnceLock::new(),
+            texts: OnceLock::new(),
         })
     }
 
-    /// The event's websocket message as JSON text (a shared, reference-counted
-    /// buffer: cloning it copies nothing).
-    pub fn text(&self) -> Utf8Bytes {
-        self.text
-            .get_or_init(|| {
-                serde_json::to_string(&self.event.to_message())
-                    .unwrap_or_default()
-                    .into()
-            })
-            .clone()
+    /// The event's websocket messages as JSON texts, in order: one for every event
+    /// but `ConsoleLines`, which has one per line. Each is a shared, reference-counted
+    /// buffer: cloning it copies nothing.
+    pub fn texts(&self) -> &[Utf8Bytes] {
+        self.texts.get_or_init(|| match &self.event {
+            Event::ConsoleLines(lines) => lines.iter().map(|l| console_text(l)).collect(),
+            Event::Console(line) => Box::new([console_text(line)]),
+            ev => Box::new([serde_json::to_string(&ev.to_message())
+                .unwrap_or_default()
+                .into()]),
+        })
     }
+
+    /// How many websocket messages the event is.
+    pub fn len(&self) -> usize {
+        match &self.event {
+            Event::ConsoleLines(lines) => lines.len(),
+            _ => 1,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `{"event":"console output","args":[LINE]}` written directly: the same bytes
+/// serde would produce from a `WebsocketMessage`, without building one (which
+/// copies the line into a fresh `Vec<String>`).
+fn console_text(line: &str) -> Utf8Bytes {
+    const HEAD: &str = r#"{"event":"console output","args":["#;
+    let mut out = Vec::with_capacity(HEAD.len() + line.len() + 8);
+    out.extend_from_slice(HEAD.as_bytes());
+    // Serialising a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, line);
+    out.extend_from_slice(b"]}");
+    // serde_json writes valid UTF-8 for a &str.
+    String::from_utf8(out).unwrap_or_default().into()
 }
 
 #[cfg(test)]
@@ -143,8 +177,33 @@ mod tests {
         ] {
             let p = Published::new(ev.clone());
             let want = serde_json::to_string(&ev.to_message()).unwrap();
-            assert_eq!(p.text().as_str(), want);
-            assert_eq!(p.text().as_str(), want, "cached text is the same");
+            assert_eq!(p.texts().len(), 1);
+            assert_eq!(p.texts()[0].as_str(), want);
+            assert_eq!(p.texts()[0].as_str(), want, "cached text is the same");
         }
+    }
+
+    #[test]
+    fn console_lines_are_one_message_each_in_order() {
+        let lines = vec![
+            "first \\ line".to_string(),
+            "\u{1b}[1mbold\u{1b}[0m \"quoted\" \t tab".to_string(),
+            String::new(),
+            "ünïcödé ✓".to_string(),
+        ];
+        let p = Published::new(Event::ConsoleLines(lines.clone()));
+        assert_eq!(p.len(), 4);
+        let texts: Vec<&str> = p.texts().iter().map(|t| t.as_str()).collect();
+        let want: Vec<String> = lines
+            .iter()
+            .map(|l| {
+                serde_json::to_string(&WebsocketMessage::new(
+                    events::CONSOLE_OUTPUT,
+                    vec![l.clone()],
+                ))
+                .unwrap()
+            })
+            .collect();
+        assert_eq!(texts, want);
     }
 }

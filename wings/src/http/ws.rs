@@ -3,7 +3,7 @@
 //! watcher, and `null`-tolerant inbound args.
 
 use super::{ApiError, MSG_NO_SERVER};
-use crate::events::{Event, State as ServerState};
+use crate::events::{Event, Published, State as ServerState};
 use crate::jwt::{self, TokenError};
 use crate::server::{PowerAction, Server, ServerError};
 use crate::App;
@@ -54,8 +54,8 @@ pub async fn handler(
 
 enum Outbound {
     Msg(WebsocketMessage),
-    /// A bus event's text, encoded once for every socket.
-    Text(axum::extract::ws::Utf8Bytes),
+    /// Start forwarding the server's bus (after the first successful auth).
+    Subscribe,
     Close(u16, &'static str),
 }
 
@@ -70,38 +70,8 @@ struct Conn {
 }
 
 async fn run(app: Arc<App>, server: Arc<Server>, socket: WebSocket, ip: Option<std::net::IpAddr>) {
-    let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Outbound>(512);
-    let writer = tokio::spawn(async move {
-        // Whatever is queued goes out in one flush (one write for many lines).
-        let mut batch = Vec::with_capacity(64);
-        'out: while rx.recv_many(&mut batch, 64).await > 0 {
-            for o in batch.drain(..) {
-                let res = match o {
-                    Outbound::Msg(m) => match serde_json::to_string(&m) {
-                        Ok(text) => sink.feed(Message::Text(text.into())).await,
-                        Err(_) => continue,
-                    },
-                    Outbound::Text(text) => sink.feed(Message::Text(text)).await,
-                    Outbound::Close(code, reason) => {
-                        let _ = sink
-                            .send(Message::Close(Some(CloseFrame {
-                                code,
-                                reason: reason.into(),
-                            })))
-                            .await;
-                        break 'out;
-                    }
-                };
-                if res.is_err() {
-                    break 'out;
-                }
-            }
-            if sink.flush().await.is_err() {
-                break;
-            }
-        }
-    });
+    let (sink, mut stream) = socket.split();
+    let (tx, rx) = mpsc::channel::<Outbound>(512);
     let conn = Arc::new(Conn {
         app,
         server: server.clone(),
@@ -111,6 +81,7 @@ async fn run(app: Arc<App>, server: Arc<Server>, socket: WebSocket, ip: Option<s
         closed: tokio_util::sync::CancellationToken::new(),
         ip,
     });
+    let writer = tokio::spawn(conn.clone().write(sink, rx));
     let cancel = server.cancelled();
     let mut deleted = false;
     let mut tasks = tokio::task::JoinSet::new();
@@ -335,8 +306,7 @@ impl Conn {
         if !first || self.started.swap(true, Ordering::SeqCst) {
             return;
         }
-        let me = self.clone();
-        tokio::spawn(async move { me.forward_events().await });
+        let _ = self.out.send(Outbound::Subscribe).await;
         let me = self.clone();
         tokio::spawn(async move { me.watch_expiry().await });
         let state = self.server.state();
@@ -356,47 +326,117 @@ impl Conn {
         }
     }
 
-    async fn forward_events(self: Arc<Self>) {
-        let mut rx = self.server.subscribe();
+    /// The socket's writer: replies and notices from `rx`, and, once subscribed,
+    /// the server's bus read directly (no task in between: one wake-up per bus
+    /// message). Whatever is ready goes out in one flush.
+    async fn write(
+        self: Arc<Self>,
+        mut sink: futures::stream::SplitSink<WebSocket, Message>,
+        mut rx: mpsc::Receiver<Outbound>,
+    ) {
+        let mut bus: Option<broadcast::Receiver<Arc<Published>>> = None;
+        let mut batch = Vec::with_capacity(64);
         loop {
-            if !self.started.load(Ordering::SeqCst) || self.out.is_closed() {
-                return;
-            }
-            let received = tokio::select! {
-                _ = self.closed.cancelled() => return,
-                r = rx.recv() => r,
+            let first = tokio::select! {
+                biased;
+                n = rx.recv_many(&mut batch, 64) => {
+                    if n == 0 {
+                        return;
+                    }
+                    None
+                }
+                r = next_bus(&mut bus) => Some(r),
             };
-            let published = match received {
-                Ok(p) => p,
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
-            let ev = &published.event;
-            // One look at the token per event, in place: a permission-gated event
-            // is skipped for a valid token without that permission, and an invalid
-            // token gets a `jwt error` instead of the event.
-            let valid = {
-                let token = self.token.read().unwrap_or_else(|e| e.into_inner());
-                let valid = self.token_valid_for(token.as_ref());
-                if let (Some(perm), Ok(()), Some(c)) = (ev.permission(), valid, token.as_ref()) {
-                    if !jwt::has_permission(c, perm) {
+            for o in batch.drain(..) {
+                let res = match o {
+                    Outbound::Msg(m) => match serde_json::to_string(&m) {
+                        Ok(text) => sink.feed(Message::Text(text.into())).await,
+                        Err(_) => continue,
+                    },
+                    Outbound::Subscribe => {
+                        bus.get_or_insert_with(|| self.server.subscribe());
                         continue;
                     }
+                    Outbound::Close(code, reason) => {
+                        let _ = sink
+                            .send(Message::Close(Some(CloseFrame {
+                                code,
+                                reason: reason.into(),
+                            })))
+                            .await;
+                        return;
+                    }
+                };
+                if res.is_err() {
+                    return;
                 }
-                valid
-            };
-            if matches!(ev, Event::Deleted) && self.out.is_closed() {
+            }
+            // The bus message that woke us, then whatever else is already there.
+            let mut received = first;
+            let mut taken = 0;
+            loop {
+                let published = match received.take() {
+                    Some(Ok(p)) => p,
+                    Some(Err(broadcast::error::RecvError::Lagged(_))) => {
+                        // Console output never blocks the bus: a socket too slow
+                        // to keep up loses the lines it missed.
+                        received = try_next_bus(&mut bus);
+                        continue;
+                    }
+                    Some(Err(broadcast::error::RecvError::Closed)) => {
+                        bus = None;
+                        break;
+                    }
+                    None => break,
+                };
+                if self.started.load(Ordering::SeqCst) {
+                    let res = match self.bus_verdict(&published.event) {
+                        BusVerdict::Skip => Ok(()),
+                        BusVerdict::Refuse(e) => {
+                            let m = WebsocketMessage::new(events::JWT_ERROR, vec![e.into()]);
+                            match serde_json::to_string(&m) {
+                                Ok(text) => sink.feed(Message::Text(text.into())).await,
+                                Err(_) => Ok(()),
+                            }
+                        }
+                        BusVerdict::Send => {
+                            let mut res = Ok(());
+                            for text in published.texts() {
+                                res = sink.feed(Message::Text(text.clone())).await;
+                                if res.is_err() {
+                                    break;
+                                }
+                            }
+                            res
+                        }
+                    };
+                    if res.is_err() {
+                        return;
+                    }
+                }
+                taken += 1;
+                if taken == 64 {
+                    break;
+                }
+                received = try_next_bus(&mut bus);
+            }
+            if sink.flush().await.is_err() {
                 return;
             }
-            if let Err(e) = valid {
-                let _ = self.out.try_send(Outbound::Msg(WebsocketMessage::new(
-                    events::JWT_ERROR,
-                    vec![e.into()],
-                )));
-                continue;
-            }
-            // Console fan-out never blocks the bus: a full socket drops the line.
-            let _ = self.out.try_send(Outbound::Text(published.text()));
+        }
+    }
+
+    /// One look at the token per bus event, in place: a permission-gated event is
+    /// skipped for a valid token without that permission, and an invalid token gets
+    /// a `jwt error` instead of the event.
+    fn bus_verdict(&self, ev: &Event) -> BusVerdict {
+        let token = self.token.read().unwrap_or_else(|e| e.into_inner());
+        match self.token_valid_for(token.as_ref()) {
+            Err(e) => BusVerdict::Refuse(e),
+            Ok(()) => match (ev.permission(), token.as_ref()) {
+                (Some(perm), Some(c)) if !jwt::has_permission(c, perm) => BusVerdict::Skip,
+                _ => BusVerdict::Send,
+            },
         }
     }
 
@@ -421,6 +461,35 @@ impl Conn {
                     .await;
             }
         }
+    }
+}
+
+enum BusVerdict {
+    Send,
+    Skip,
+    Refuse(&'static str),
+}
+
+/// The next bus message, or never while not subscribed.
+async fn next_bus(
+    bus: &mut Option<broadcast::Receiver<Arc<Published>>>,
+) -> Result<Arc<Published>, broadcast::error::RecvError> {
+    match bus {
+        Some(b) => b.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next bus message if one is already there.
+fn try_next_bus(
+    bus: &mut Option<broadcast::Receiver<Arc<Published>>>,
+) -> Option<Result<Arc<Published>, broadcast::error::RecvError>> {
+    use broadcast::error::{RecvError, TryRecvError};
+    match bus.as_mut()?.try_recv() {
+        Ok(p) => Some(Ok(p)),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
     }
 }
 

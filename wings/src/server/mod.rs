@@ -27,6 +27,30 @@ use tokio_util::sync::CancellationToken;
 const RING_LINES: usize = 150;
 /// Lines longer than this are cut into several events.
 const MAX_LINE: usize = 64 * 1024;
+/// Console lines per bus message at most, and bytes of them (a socket that lags
+/// holds at most the bus's capacity of these: 256 × 16 KiB).
+const BATCH_LINES: usize = 128;
+const BATCH_BYTES: usize = 16 * 1024;
+/// Bus messages kept for sockets that have not read them yet.
+const BUS_CAPACITY: usize = 256;
+
+/// Console lines of one read, on their way to the bus.
+struct ConsoleBatch {
+    lines: Vec<String>,
+    bytes: usize,
+    /// Whether any socket listens (nobody listening: nothing to collect).
+    listening: bool,
+}
+
+impl ConsoleBatch {
+    fn new(listening: bool) -> ConsoleBatch {
+        ConsoleBatch {
+            lines: Vec::new(),
+            bytes: 0,
+            listening,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PowerAction {
@@ -127,7 +151,7 @@ impl Server {
             let c = shared.config();
             (c.throttles.lines, c.throttles.line_reset_interval)
         };
-        let (events, _) = broadcast::channel(1024);
+        let (events, _) = broadcast::channel(BUS_CAPACITY);
         let (state, _) = watch::channel(State::Offline);
         let matchers = cfg
             .process_configuration
@@ -608,19 +632,23 @@ impl Server {
             let Ok(chunk) = chunk else { break };
             pending.extend_from_slice(&chunk);
             // Every complete line of the chunk, then one shift of the remainder.
+            let mut lines = ConsoleBatch::new(self.events.receiver_count() > 0);
             let mut start = 0;
-            while let Some(off) = pending[start..].iter().position(|b| *b == b'\n') {
-                self.handle_line(&pending[start..start + off]);
+            while let Some(off) = memchr::memchr(b'\n', &pending[start..]) {
+                self.handle_line(&pending[start..start + off], &mut lines);
                 start += off + 1;
             }
             pending.drain(..start);
             if pending.len() >= MAX_LINE {
                 let part: Vec<u8> = pending.drain(..MAX_LINE).collect();
-                self.handle_line(&part);
+                self.handle_line(&part, &mut lines);
             }
+            self.flush_lines(&mut lines);
         }
         if !pending.is_empty() {
-            self.handle_line(&pending);
+            let mut lines = ConsoleBatch::new(self.events.receiver_count() > 0);
+            self.handle_line(&pending, &mut lines);
+            self.flush_lines(&mut lines);
         }
         if self.attach_gen.load(Ordering::SeqCst) != gen {
             return;
@@ -642,7 +670,18 @@ impl Server {
         }
     }
 
-    fn handle_line(&self, raw: &[u8]) {
+    /// Publishes the lines collected so far as one bus message.
+    fn flush_lines(&self, batch: &mut ConsoleBatch) {
+        if !batch.lines.is_empty() {
+            batch.bytes = 0;
+            self.publish(Event::ConsoleLines(std::mem::take(&mut batch.lines)));
+        }
+    }
+
+    /// One console line: state matching, the ring, the throttle, then into `batch`
+    /// (published at the end of the read, or before anything else this line
+    /// publishes, so the bus keeps the container's order).
+    fn handle_line(&self, raw: &[u8], batch: &mut ConsoleBatch) {
         let mut line = String::from_utf8_lossy(raw).into_owned();
         if line.ends_with('\r') {
             line.pop();
@@ -672,6 +711,7 @@ impl Server {
                     .iter()
                     .any(|m| m.matches(&test))
                 {
+                    self.flush_lines(batch);
                     self.set_state(State::Running);
                 }
             }
@@ -679,29 +719,40 @@ impl Server {
                 let p = self.process.read().unwrap_or_else(|e| e.into_inner());
                 if p.stop.kind == "command" && line == p.stop.value {
                     drop(p);
+                    self.flush_lines(batch);
                     self.set_state(State::Offline);
                 }
             }
             _ => {}
-        }
-        {
-            let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-            if ring.len() == RING_LINES {
-                ring.pop_front();
-            }
-            ring.push_back(line.clone());
         }
         let verdict = self
             .throttle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .check();
+        let for_bus = (matches!(verdict, Verdict::Pass) && batch.listening).then(|| line.clone());
+        {
+            let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            if ring.len() == RING_LINES {
+                ring.pop_front();
+            }
+            ring.push_back(line);
+        }
         match verdict {
-            Verdict::Pass => self.publish(Event::Console(line)),
-            Verdict::Drop { notify: true } => {
-                self.notice("Server is outputting console data too quickly -- throttling...")
+            Verdict::Pass => {
+                if let Some(line) = for_bus {
+                    batch.bytes += line.len();
+                    batch.lines.push(line);
+                    if batch.lines.len() >= BATCH_LINES || batch.bytes >= BATCH_BYTES {
+                        self.flush_lines(batch);
+                    }
+                }
             }
             Verdict::Drop { notify: false } => {}
+            Verdict::Drop { notify: true } => {
+                self.flush_lines(batch);
+                self.notice("Server is outputting console data too quickly -- throttling...")
+            }
         }
     }
 
