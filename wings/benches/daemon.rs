@@ -40,6 +40,17 @@ async fn main() {
     memory().await;
 }
 
+/// Power start through wings (waits for the container to start, up to 30 s).
+async fn power_start(server: &std::sync::Arc<wings::server::Server>) {
+    server
+        .handle_power(
+            wings::server::PowerAction::Start,
+            Some(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+}
+
 /// Lines/s that a raw `docker attach` reads from the container `name` (already
 /// created, stopped): attach, `docker start`, skip the warm-up, count newlines for
 /// WINDOW, kill.
@@ -119,13 +130,7 @@ async fn fanout_case(docker: &bollard::Docker, clients: usize, cpu_limit: i64) -
         sockets.push(ws);
     }
     let server = node.app.manager.get(&uuid).unwrap();
-    server
-        .handle_power(
-            wings::server::PowerAction::Start,
-            Some(Duration::from_secs(30)),
-        )
-        .await
-        .unwrap();
+    power_start(&server).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let start = Instant::now();
     let deadline = start + WINDOW;
@@ -198,13 +203,7 @@ async fn start_latency() {
     for _ in 0..RUNS {
         let mut rx = server.subscribe_state();
         let t = Instant::now();
-        server
-            .handle_power(
-                wings::server::PowerAction::Start,
-                Some(Duration::from_secs(30)),
-            )
-            .await
-            .unwrap();
+        power_start(&server).await;
         rx.wait_for(|s| *s == wings::events::State::Running)
             .await
             .unwrap();
