@@ -74,9 +74,10 @@ impl Event {
         }
     }
 
-    /// The event's websocket message; `ConsoleLines` is one message per line (see
-    /// [`Published::texts`]), here its first.
-    pub fn to_message(&self) -> WebsocketMessage {
+    /// The websocket message of an event that is one message. `ConsoleLines` is one
+    /// message per line, which [`Published::texts`] writes itself; it never calls this
+    /// for them (the arm below, the first line, only keeps the match whole).
+    fn to_message(&self) -> WebsocketMessage {
         let args = match self {
             Event::ConsoleLines(lines) => vec![lines.first().cloned().unwrap_or_default()],
             Event::Status(s) => vec![s.as_str().to_string()],
@@ -135,18 +136,6 @@ impl Published {
                 .into()]),
         })
     }
-
-    /// How many websocket messages the event is.
-    pub fn len(&self) -> usize {
-        match &self.event {
-            Event::ConsoleLines(lines) => lines.len(),
-            _ => 1,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// `{"event":"console output","args":[LINE]}` written directly: the same bytes
@@ -192,7 +181,6 @@ mod tests {
             "ünïcödé ✓".to_string(),
         ];
         let p = Published::new(Event::ConsoleLines(lines.clone()));
-        assert_eq!(p.len(), 4);
         let texts: Vec<&str> = p.texts().iter().map(|t| t.as_str()).collect();
         let want: Vec<String> = lines
             .iter()

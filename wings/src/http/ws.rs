@@ -349,10 +349,7 @@ impl Conn {
             };
             for o in batch.drain(..) {
                 let res = match o {
-                    Outbound::Msg(m) => match serde_json::to_string(&m) {
-                        Ok(text) => sink.feed(Message::Text(text.into())).await,
-                        Err(_) => continue,
-                    },
+                    Outbound::Msg(m) => feed_msg(&mut sink, &m).await,
                     Outbound::Subscribe => {
                         bus.get_or_insert_with(|| self.server.subscribe());
                         continue;
@@ -394,10 +391,7 @@ impl Conn {
                         BusVerdict::Skip => Ok(()),
                         BusVerdict::Refuse(e) => {
                             let m = WebsocketMessage::new(events::JWT_ERROR, vec![e.into()]);
-                            match serde_json::to_string(&m) {
-                                Ok(text) => sink.feed(Message::Text(text.into())).await,
-                                Err(_) => Ok(()),
-                            }
+                            feed_msg(&mut sink, &m).await
                         }
                         BusVerdict::Send => {
                             let mut res = Ok(());
@@ -461,6 +455,18 @@ impl Conn {
                     .await;
             }
         }
+    }
+}
+
+/// Queues one message on the socket (sent at the next flush).
+async fn feed_msg(
+    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    m: &WebsocketMessage,
+) -> Result<(), axum::Error> {
+    match serde_json::to_string(m) {
+        Ok(text) => sink.feed(Message::Text(text.into())).await,
+        // A message of strings always serialises; nothing to send otherwise.
+        Err(_) => Ok(()),
     }
 }
 
