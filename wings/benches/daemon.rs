@@ -11,11 +11,18 @@
 //!
 //! Run: `cargo bench -p wings --bench daemon` (needs the local Docker engine). The
 //! memory figure runs the `wings` binary: `target/release/wings` (build it first
-//! with `cargo build --release -p wings`) or the path in `WINGS_BIN`. Websocket
-//! clients count `console output` frames by their JSON prefix, as the baseline
-//! counts newlines, so the figure is wings' delivery rather than the client's
-//! JSON parsing (they share the process and its cores). `FANOUT_CLIENTS=1,10`
-//! picks the client counts, `FANOUT_ONLY=1` skips the other figures.
+//! with `cargo build --release -p wings`) or the path in `WINGS_BIN`.
+//!
+//! The fan-out clients (`RawWs` in `tests/common`) make a normal websocket
+//! handshake (the accept key is checked) and authenticate with a masked text
+//! frame, then read the socket themselves: every frame header is parsed off the
+//! wire and each whole text frame whose payload starts with
+//! `{"event":"console output"` counts as one line, as the baseline counts
+//! newlines. They share the bench process and the machine's two cores with wings
+//! and dockerd, so they skip a websocket library's per-message work (UTF-8
+//! validation, a buffer per message); what is counted is still real frames.
+//! `FANOUT_CLIENTS=1,10` picks the client counts, `FANOUT_ONLY=1` skips the other
+//! figures.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -121,12 +128,13 @@ async fn fanout_case(docker: &bollard::Docker, clients: usize, cpu_limit: i64) -
     let node = Node::start(&test, |p| p.add_server(cfg), |c| c.throttles.lines = 0).await;
     let mut sockets = Vec::new();
     for _ in 0..clients {
-        let mut ws = node.ws(&uuid).await;
+        let mut ws = node.raw_ws(&uuid).await;
         ws.send("auth", json!([node.jwt(&uuid, &["*"], 1, 600)]))
             .await;
-        ws.wait_for(Duration::from_secs(10), |e, _| e == "auth success")
-            .await
-            .unwrap();
+        assert!(
+            ws.wait_for(Duration::from_secs(10), "auth success").await,
+            "auth success"
+        );
         sockets.push(ws);
     }
     let server = node.app.manager.get(&uuid).unwrap();

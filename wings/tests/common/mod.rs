@@ -379,6 +379,16 @@ impl Node {
         mint(&self.token, server, perms, iat_offset, exp_offset, "jti-1")
     }
 
+    /// A [`RawWs`] on the server's websocket, with the panel's Origin.
+    pub async fn raw_ws(&self, server: &str) -> RawWs {
+        RawWs::connect(
+            self.addr,
+            &format!("/api/servers/{server}/ws"),
+            &self.panel.url,
+        )
+        .await
+    }
+
     pub async fn ws(&self, server: &str) -> Ws {
         Ws::connect(
             &self.url(&format!("/api/servers/{server}/ws")),
@@ -546,6 +556,181 @@ impl Ws {
                 None => return Err(seen),
             }
         }
+    }
+}
+
+// ------------------------------------------------------------------------ raw websocket client
+
+/// The fan-out benchmark's websocket client: a normal RFC 6455 client handshake
+/// (random key, `Sec-WebSocket-Accept` checked), masked text frames out, and frames
+/// parsed off the wire by hand on the way in. It exists so that 100 measuring
+/// clients, which share the machine's cores with wings and dockerd, cost a frame
+/// header parse and a prefix compare per message instead of a websocket library's
+/// full message handling; every frame is still read and parsed from the socket.
+pub struct RawWs {
+    sock: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+impl RawWs {
+    pub async fn connect(addr: SocketAddr, path: &str, origin: &str) -> RawWs {
+        use base64::Engine as _;
+        use sha1::Digest as _;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let key = b64.encode(uuid::Uuid::new_v4().as_bytes());
+        let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+        sock.set_nodelay(true).unwrap();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nOrigin: {origin}\r\n\r\n"
+        );
+        sock.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::with_capacity(256 * 1024);
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = sock.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed during the handshake");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 101"), "no upgrade: {head}");
+        let want = b64.encode(sha1::Sha1::digest(format!("{key}{WS_GUID}").as_bytes()));
+        assert!(
+            head.lines().any(|l| {
+                l.split_once(':').is_some_and(|(k, v)| {
+                    k.eq_ignore_ascii_case("sec-websocket-accept") && v.trim() == want
+                })
+            }),
+            "bad Sec-WebSocket-Accept: {head}"
+        );
+        buf.drain(..head_end);
+        RawWs { sock, buf }
+    }
+
+    /// One masked text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        use tokio::io::AsyncWriteExt;
+        let payload = text.as_bytes();
+        let mut frame = vec![0x81u8];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n < 65536 => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        let mask: [u8; 4] = rand::random();
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.sock.write_all(&frame).await.unwrap();
+    }
+
+    pub async fn send(&mut self, event: &str, args: Value) {
+        self.send_text(&json!({"event": event, "args": args}).to_string())
+            .await;
+    }
+
+    /// Reads more bytes into the buffer; false at the end of the stream.
+    async fn fill(&mut self) -> bool {
+        use tokio::io::AsyncReadExt;
+        self.buf.reserve(64 * 1024);
+        matches!(self.sock.read_buf(&mut self.buf).await, Ok(n) if n > 0)
+    }
+
+    /// Header of the frame at the start of `b`: (first byte, payload length,
+    /// header length), or None until the whole header is there. Server frames are
+    /// never masked.
+    fn header(b: &[u8]) -> Option<(u8, usize, usize)> {
+        let (&b0, &b1) = (b.first()?, b.get(1)?);
+        assert_eq!(b1 & 0x80, 0, "server frames are not masked");
+        Some(match b1 & 0x7f {
+            126 => (b0, u16::from_be_bytes(b.get(2..4)?.try_into().ok()?) as usize, 4),
+            127 => (b0, u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize, 10),
+            n => (b0, n as usize, 2),
+        })
+    }
+
+    /// The next whole frame: (first byte, payload).
+    pub async fn next_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if let Some((b0, len, hlen)) = Self::header(&self.buf) {
+                if self.buf.len() >= hlen + len {
+                    let payload = self.buf[hlen..hlen + len].to_vec();
+                    self.buf.drain(..hlen + len);
+                    return Some((b0, payload));
+                }
+            }
+            if !self.fill().await {
+                return None;
+            }
+        }
+    }
+
+    /// Waits for the event `name` (text frames parsed as JSON).
+    pub async fn wait_for(&mut self, timeout: Duration, name: &str) -> bool {
+        tokio::time::timeout(timeout, async {
+            while let Some((b0, payload)) = self.next_frame().await {
+                if b0 == 0x81 {
+                    let v: Value = serde_json::from_slice(&payload).unwrap();
+                    if v["event"] == name {
+                        return true;
+                    }
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Counts the whole, unfragmented text frames whose payload starts with
+    /// `{"event":"console output"` received until `deadline`. Every frame header is
+    /// parsed; payloads are skipped once their prefix is checked.
+    pub async fn count_console_until(&mut self, deadline: Instant) -> u64 {
+        const PREFIX: &[u8] = br#"{"event":"console output""#;
+        let mut n = 0u64;
+        // Payload bytes of the current frame still to be skipped.
+        let mut skip = 0usize;
+        let _ = tokio::time::timeout_at(deadline.into(), async {
+            loop {
+                let mut pos = 0;
+                loop {
+                    let take = skip.min(self.buf.len() - pos);
+                    pos += take;
+                    skip -= take;
+                    if skip > 0 {
+                        break;
+                    }
+                    let Some((b0, len, hlen)) = Self::header(&self.buf[pos..]) else {
+                        break;
+                    };
+                    let rest = &self.buf[pos + hlen..];
+                    if rest.len() < len.min(PREFIX.len()) {
+                        break;
+                    }
+                    n += (b0 == 0x81 && rest[..len.min(rest.len())].starts_with(PREFIX)) as u64;
+                    let have = len.min(rest.len());
+                    pos += hlen + have;
+                    skip = len - have;
+                }
+                self.buf.drain(..pos);
+                if !self.fill().await {
+                    return;
+                }
+            }
+        })
+        .await;
+        n
     }
 }
 
