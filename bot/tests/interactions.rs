@@ -860,6 +860,7 @@ async fn a_panel_401_says_to_run_config_setup_again() {
         .execute(&p.db)
         .await
         .unwrap();
+    p.settle().await;
     let r = t.cmd(&who, "user", Some("list"), vec![]).await;
     let out = text(&r);
     assert!(
@@ -884,6 +885,7 @@ async fn a_panel_403_names_the_missing_permission() {
         .execute(&p.db)
         .await
         .unwrap();
+    p.settle().await;
     let r = t.cmd(&who, "user", Some("list"), vec![]).await;
     let out = text(&r);
     assert!(

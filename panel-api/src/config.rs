@@ -57,6 +57,9 @@ pub struct Config {
     pub scheduler_interval_ms: u64,
     /// The S3 disk (`AWS_*` settings) used when `APP_BACKUP_DRIVER=s3`.
     pub s3: Option<crate::s3::S3Config>,
+    /// `PANEL_AUTH_CACHE_TTL` seconds an authenticated key is kept in memory
+    /// (default 60; 0 turns the cache off: see `crate::authcache`).
+    pub auth_cache_ttl_secs: u64,
 }
 
 fn env_bool(name: &str, default: bool) -> bool {
@@ -136,6 +139,7 @@ impl Config {
             run_scheduler: env_bool("PANEL_SCHEDULER", true),
             scheduler_interval_ms: env_or("PANEL_SCHEDULER_INTERVAL_MS", 10_000),
             s3: crate::s3::S3Config::from_env(),
+            auth_cache_ttl_secs: env_or("PANEL_AUTH_CACHE_TTL", 60),
         })
     }
 
@@ -169,6 +173,7 @@ impl Config {
             run_scheduler: true,
             scheduler_interval_ms: 500,
             s3: None,
+            auth_cache_ttl_secs: 60,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod activity;
 pub mod apikeys;
+pub mod authcache;
 pub mod config;
 pub mod cron;
 pub mod crypto;
@@ -33,7 +34,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let limiter_state = state.clone();
-    tokio::spawn(async move {
+    let limiter_sweep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tick.tick().await;
@@ -47,12 +48,22 @@ pub async fn serve(
             std::time::Duration::from_millis(state.cfg.scheduler_interval_ms.max(100)),
         )
     });
+    let auth_listener = tokio::spawn(state.auth_cache.clone().run(state.db.clone()));
     let svc = http::service(state);
-    axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(svc))
+    let served =
+        axum::serve(
+            listener,
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(svc),
+        )
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    auth_listener.abort();
+    limiter_sweep.abort();
     if let Some(r) = runner {
         r.abort();
     }
+    served?;
     Ok(())
 }

@@ -64,6 +64,11 @@ impl Db {
         self.0.closed.load(Ordering::Acquire)
     }
 
+    /// Where and how the pool connects (for connections kept outside it).
+    pub fn connect_options(&self) -> &PgConnectOptions {
+        &self.0.opts
+    }
+
     /// A connection of the pool for the caller's own use. Whatever the caller does
     /// with it, it is pinged before it is reused.
     pub async fn acquire(&self) -> Result<DbConn, Error> {

@@ -1,6 +1,7 @@
 //! Shared state of the HTTP handlers: the pool, the settings, the application key,
-//! the rate limiters and the daemon client. Nothing else lives in memory, so any
-//! number of replicas can run behind a load balancer.
+//! the rate limiters, the daemon client and the key cache. Nothing else lives in
+//! memory, and the key cache hears of every change from PostgreSQL, so any number
+//! of replicas can run behind a load balancer.
 
 use crate::config::Config;
 use crate::crypto::Encrypter;
@@ -23,6 +24,8 @@ pub struct Inner {
     pub daemon: DaemonClient,
     /// The S3 backup disk, when `APP_BACKUP_DRIVER=s3`.
     pub s3: Option<crate::s3::S3>,
+    /// Authenticated keys, kept while `serve` listens for their changes.
+    pub auth_cache: crate::authcache::AuthCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -49,6 +52,9 @@ impl AppState {
             application_limiter: Limiter::per_minute(cfg.application_rate_limit),
             client_limiter: Limiter::per_minute(cfg.client_rate_limit),
             pull_limiter: Limiter::per_period(10, std::time::Duration::from_secs(300)),
+            auth_cache: crate::authcache::AuthCache::new(std::time::Duration::from_secs(
+                cfg.auth_cache_ttl_secs,
+            )),
             db,
             cfg,
             enc,

@@ -134,9 +134,31 @@ impl Panel {
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Result<Panel> {
         let (db_url, db) = fresh_database().await?;
+        Self::serve_on(db_url, db, None, tweak).await
+    }
+
+    /// A second panel-api process on this one's database (another replica behind the
+    /// same load balancer): same settings and application key, its own pool, cache
+    /// and HTTP port.
+    pub async fn replica(&self) -> Result<Panel> {
+        let cfg = self.state.cfg.clone();
+        let db_url = cfg.database_url.clone().context("test database url")?;
+        let db = panel_api::db::connect_url(&db_url, cfg.db_pool).await?;
+        Self::serve_on(db_url, db, Some(cfg), |_| {}).await
+    }
+
+    async fn serve_on(
+        db_url: String,
+        db: Db,
+        base: Option<Config>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Result<Panel> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let mut cfg = Config::for_tests(db_url, url.clone());
+        let mut cfg = match base {
+            Some(c) => c,
+            None => Config::for_tests(db_url, url.clone()),
+        };
         tweak(&mut cfg);
         let enc = Encrypter::new(cfg.app_key.as_deref().context("test key")?)?;
         let state = AppState::new(db.clone(), cfg, enc)?;
@@ -177,6 +199,16 @@ impl Panel {
             username: u.username,
             key: key.token(),
         })
+    }
+
+    /// Waits until every change to users and keys committed so far (for example by a
+    /// test's own SQL) has reached this panel's key cache.
+    pub async fn settle(&self) {
+        self.state
+            .auth_cache
+            .settle(&self.db)
+            .await
+            .expect("the key cache's listener answers");
     }
 
     /// An admin with an application key.

@@ -263,6 +263,7 @@ async fn an_application_key_is_limited_by_its_acl_bits() {
         .execute(&p.db)
         .await
         .unwrap();
+    p.settle().await;
     assert_eq!(
         p.get("/api/application/users", &admin.key)
             .await
@@ -304,6 +305,7 @@ async fn allowed_ips_refuse_other_addresses() {
         .execute(&p.db)
         .await
         .unwrap();
+    p.settle().await;
     let r = p.get("/api/application/users", &admin.key).await.unwrap();
     r.assert_envelope(403, "AccessDeniedHttpException");
     assert_eq!(r.error_detail(), "This IP address (127.0.0.1) does not have permission to access the API using these credentials.");
@@ -312,6 +314,7 @@ async fn allowed_ips_refuse_other_addresses() {
         .execute(&p.db)
         .await
         .unwrap();
+    p.settle().await;
     assert_eq!(
         p.get("/api/application/users", &admin.key)
             .await

@@ -36,9 +36,10 @@ pub enum Acl {
     ServerDatabases,
 }
 
-/// The authenticated user and key of a request.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Auth {
+/// An API key joined with its user: what authentication reads (and caches,
+/// `crate::authcache`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct KeyRow {
     pub key_id: i64,
     pub key_type: i16,
     pub identifier: String,
@@ -66,9 +67,21 @@ pub struct Auth {
     pub name_first: String,
     pub name_last: String,
     pub language: String,
+}
+
+/// The authenticated user and key of a request (the key's fields through `Deref`).
+#[derive(Clone, Debug)]
+pub struct Auth {
+    key: std::sync::Arc<KeyRow>,
     /// The caller's address (for activity logs).
-    #[sqlx(skip)]
     pub ip: Option<String>,
+}
+
+impl std::ops::Deref for Auth {
+    type Target = KeyRow;
+    fn deref(&self) -> &KeyRow {
+        &self.key
+    }
 }
 
 impl Auth {
@@ -125,52 +138,59 @@ pub fn bearer(value: &str) -> Option<&str> {
     (!token.is_empty()).then_some(token)
 }
 
+const KEY_LOOKUP: &str = "SELECT k.id AS key_id, k.key_type, k.identifier, k.token_hash, k.allowed_ips, k.expires_at, k.last_used_at,
+        k.r_servers, k.r_nodes, k.r_allocations, k.r_users, k.r_locations, k.r_nests, k.r_eggs,
+        k.r_database_hosts, k.r_server_databases,
+        u.id AS user_id, u.uuid AS user_uuid, u.username, u.email, u.root_admin, u.use_totp,
+        u.name_first, u.name_last, u.language
+ FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.identifier = $1";
+
 async fn authenticate(st: &AppState, token: &str) -> ApiResult<Auth> {
     // Sanctum quirk: a `|` means `<digits>|…`; real keys never contain it.
-    if let Some((id, _)) = token.split_once('|') {
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
-            return Err(ApiError::Unauthenticated);
-        }
+    if token.contains('|') {
         return Err(ApiError::Unauthenticated);
     }
     if token.len() <= 16 || !token.is_char_boundary(16) {
         return Err(ApiError::Unauthenticated);
     }
     let (identifier, secret) = token.split_at(16);
-    let auth: Option<Auth> = sqlx::query_as(
-        "SELECT k.id AS key_id, k.key_type, k.identifier, k.token_hash, k.allowed_ips, k.expires_at, k.last_used_at,
-                k.r_servers, k.r_nodes, k.r_allocations, k.r_users, k.r_locations, k.r_nests, k.r_eggs,
-                k.r_database_hosts, k.r_server_databases,
-                u.id AS user_id, u.uuid AS user_uuid, u.username, u.email, u.root_admin, u.use_totp,
-                u.name_first, u.name_last, u.language
-         FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.identifier = $1",
-    )
-    .bind(identifier)
-    .fetch_optional(&st.db)
-    .await?;
-    let Some(auth) = auth else {
-        return Err(ApiError::Unauthenticated);
+    let entry = match st.auth_cache.get(identifier) {
+        Some(e) => e,
+        None => {
+            let epoch = st.auth_cache.epoch();
+            let row: Option<KeyRow> = sqlx::query_as(KEY_LOOKUP)
+                .bind(identifier)
+                .fetch_optional(&st.db)
+                .await?;
+            // Unknown identifiers are not remembered: they would let anyone fill
+            // the cache.
+            let Some(row) = row else {
+                return Err(ApiError::Unauthenticated);
+            };
+            st.auth_cache.insert(epoch, row)
+        }
     };
-    if !crypto::eq_ct(&auth.token_hash, &crypto::hash_token(secret)) {
+    let key = &entry.row;
+    if !crypto::eq_ct(&key.token_hash, &crypto::hash_token(secret)) {
         return Err(ApiError::Unauthenticated);
     }
-    if auth.expires_at.is_some_and(|e| e < Utc::now()) {
+    let now = Utc::now();
+    if key.expires_at.is_some_and(|e| e < now) {
         return Err(ApiError::Unauthenticated);
     }
     // `last_used_at` is kept to the second; writing it at most once a second per key
     // keeps a busy key from turning every read into a write.
-    let now = Utc::now();
-    if auth
-        .last_used_at
-        .is_none_or(|t| (now - t).num_milliseconds() >= 1000)
-    {
+    if entry.claim_last_used(now.timestamp_millis()) {
         sqlx::query("UPDATE api_keys SET last_used_at = $1, updated_at = $1 WHERE id = $2")
             .bind(now)
-            .bind(auth.key_id)
+            .bind(key.key_id)
             .execute(&st.db)
             .await?;
     }
-    Ok(auth)
+    Ok(Auth {
+        key: key.clone(),
+        ip: None,
+    })
 }
 
 /// Whether `ip` falls in one of the `allowed_ips` entries (IP, CIDR, `a-b` range,

@@ -494,6 +494,7 @@ pub async fn update(
     .fetch_one(&st.db)
     .await;
     let row = res.map_err(|e| unique_violation(&e, UNIQUES).unwrap_or_else(|| e.into()))?;
+    st.auth_cache.forget_user(existing.id);
     one(&st, &auth, row, &p, StatusCode::OK, None).await
 }
 
@@ -513,6 +514,7 @@ pub async fn delete(
         .bind(existing.id)
         .execute(&st.db)
         .await;
+    st.auth_cache.forget_user(existing.id);
     super::delete_outcome(deleted, owns_servers)
 }
 

@@ -188,6 +188,7 @@ pub async fn two_factor_enable(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    st.auth_cache.forget_user(u.id);
     log(&st, &auth, "user:two-factor.create", json!({})).await;
     Ok(fractal::ok(&fractal::item(
         "recovery_tokens",
@@ -212,6 +213,7 @@ pub async fn two_factor_disable(
         .bind(u.id)
         .execute(&st.db)
         .await?;
+    st.auth_cache.forget_user(u.id);
     log(&st, &auth, "user:two-factor.delete", json!({})).await;
     Ok(fractal::no_content())
 }
@@ -274,6 +276,7 @@ pub async fn update_email(
             )
             .unwrap_or_else(|| e.into())
         })?;
+    st.auth_cache.forget_user(u.id);
     if u.email != email {
         log(
             &st,
@@ -471,6 +474,7 @@ pub async fn api_key_delete(
     .bind(&identifier)
     .execute(&st.db)
     .await?;
+    st.auth_cache.forget_key(&identifier);
     if res.rows_affected() == 0 {
         return Err(ApiError::not_found());
     }
