@@ -106,6 +106,266 @@ async fn origin_must_match_the_panel_or_allowed_origins() {
     );
 }
 
+// ------------------------------------------------------------- RFC 6455 framing
+
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A masked client frame, written by hand (for what a websocket library refuses
+/// to send).
+fn client_frame(first: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let m = if masked { 0x80 } else { 0 };
+    let mut out = vec![first];
+    match payload.len() {
+        n if n < 126 => out.push(m | n as u8),
+        n => {
+            out.push(m | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    if masked {
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// Writes `bytes` on a fresh socket (the handshake done by tokio-tungstenite, which
+/// has nothing buffered: wings sends nothing before `auth`) and reads until wings
+/// hangs up: returns the close code of the one frame that must arrive, a close.
+async fn raw_exchange(c: &Ctx, bytes: &[u8]) -> u16 {
+    let mut ws = Ws::connect(&url_for(c), Some(&c.st.p.url)).await.unwrap();
+    let io = ws.stream.get_mut();
+    io.write_all(bytes).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(T, io.read_to_end(&mut got))
+        .await
+        .expect("wings hangs up after its close frame")
+        .unwrap();
+    assert_eq!(got.first(), Some(&0x88), "a close frame: {got:02x?}");
+    let len = got[1] as usize;
+    assert_eq!(
+        got.len(),
+        2 + len,
+        "nothing after the close frame: {got:02x?}"
+    );
+    u16::from_be_bytes([got[2], got[3]])
+}
+
+/// The close frame wings sends next (other messages skipped), and whether the
+/// connection then ends.
+async fn next_close(ws: &mut Ws) -> (Option<CloseFrame<'static>>, bool) {
+    loop {
+        match tokio::time::timeout(T, ws.stream.next()).await {
+            Ok(Some(Ok(Message::Close(f)))) => {
+                let ended = matches!(
+                    tokio::time::timeout(T, ws.stream.next()).await,
+                    Ok(None | Some(Err(_)))
+                );
+                return (f, ended);
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_upgrade_answers_rfc_6455s_accept_key_and_malformed_upgrades_get_400() {
+    let c = ctx(|_| {}, None).await;
+    let url = url_for(&c);
+    let upgrade = |key: Option<&str>, version: &str| {
+        let mut r =
+            c.st.http
+                .get(&url)
+                .header("Origin", &c.st.p.url)
+                .header("Connection", "Upgrade")
+                .header("Upgrade", "websocket")
+                .header("Sec-WebSocket-Version", version);
+        if let Some(k) = key {
+            r = r.header("Sec-WebSocket-Key", k);
+        }
+        r.send()
+    };
+    // The sample handshake of RFC 6455 §1.3.
+    let r = upgrade(Some("dGhlIHNhbXBsZSBub25jZQ=="), "13")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 101);
+    assert_eq!(
+        r.headers()["sec-websocket-accept"],
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    );
+    assert_eq!(r.headers()["upgrade"], "websocket");
+    assert!(
+        r.headers().get("sec-websocket-extensions").is_none(),
+        "no extension negotiated"
+    );
+    for (key, version, error) in [
+        (None, "13", "`Sec-WebSocket-Key` header missing"),
+        (
+            Some("c2hvcnQ="),
+            "13",
+            "`Sec-WebSocket-Key` header is not the base64 encoding of 16 bytes",
+        ),
+        (
+            Some("dGhlIHNhbXBsZSBub25jZQ=="),
+            "8",
+            "`Sec-WebSocket-Version` header did not include '13'",
+        ),
+    ] {
+        let r = upgrade(key, version).await.unwrap();
+        assert_eq!(r.status(), 400, "{key:?} {version}");
+        assert_eq!(r.headers()["sec-websocket-version"], "13");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body, json!({"error": error}));
+    }
+    // A plain GET is no upgrade either.
+    let r =
+        c.st.http
+            .get(&url)
+            .header("Origin", &c.st.p.url)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"error": "Connection header did not include 'upgrade'"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pings_are_answered_with_the_same_payload_and_a_close_is_echoed() {
+    let c = ctx(|_| {}, None).await;
+    let mut ws = c.st.ws_as(&c.srv, &c.owner.key).await;
+    ws.stream
+        .send(Message::Ping(b"are you there?".to_vec()))
+        .await
+        .unwrap();
+    let pong = loop {
+        match tokio::time::timeout(T, ws.stream.next()).await {
+            Ok(Some(Ok(Message::Pong(p)))) => break p,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no pong: {other:?}"),
+        }
+    };
+    assert_eq!(pong, b"are you there?");
+    // The socket still works after the ping.
+    ws.send("send stats", json!([null])).await;
+    ws.wait_for(T, |e, _| e == "stats").await.expect("stats");
+    ws.stream
+        .close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap();
+    let (frame, ended) = next_close(&mut ws).await;
+    assert_eq!(frame.map(|f| u16::from(f.code)), Some(1001), "code echoed");
+    assert!(ended, "wings ends the connection after the close handshake");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fragmented_message_is_reassembled_with_a_ping_in_between() {
+    let c = ctx(|_| {}, None).await;
+    let mut ws = c.st.ws(&c.srv).await;
+    let (token, _) = c.st.panel_ws(&c.srv, &c.owner.key).await;
+    let auth = json!({"event": "auth", "args": [token]}).to_string();
+    let (a, b) = auth.split_at(auth.len() / 2);
+    let (b, d) = b.split_at(b.len() / 2);
+    for f in [
+        Frame::message(a.as_bytes().to_vec(), OpCode::Data(Data::Text), false),
+        Frame::ping(b"mid-message".to_vec()),
+        Frame::message(b.as_bytes().to_vec(), OpCode::Data(Data::Continue), false),
+        Frame::message(d.as_bytes().to_vec(), OpCode::Data(Data::Continue), true),
+    ] {
+        ws.stream.send(Message::Frame(f)).await.unwrap();
+    }
+    let mut pong = false;
+    let mut auth_ok = false;
+    while !(pong && auth_ok) {
+        match tokio::time::timeout(T, ws.stream.next()).await {
+            Ok(Some(Ok(Message::Pong(p)))) => {
+                assert_eq!(p, b"mid-message");
+                assert!(
+                    !auth_ok,
+                    "the ping is answered before the message completes"
+                );
+                pong = true;
+            }
+            Ok(Some(Ok(Message::Text(t)))) => {
+                assert!(t.contains("\"auth success\""), "{t}");
+                auth_ok = true;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_over_1_mib_is_refused_with_close_1009() {
+    let c = ctx(|_| {}, None).await;
+    let mut ws = c.st.ws_as(&c.srv, &c.owner.key).await;
+    let limit = wings::http::ws::MAX_MESSAGE;
+    assert_eq!(limit, 1 << 20);
+    // Exactly at the limit: handled (JSON allows the trailing blanks).
+    let msg = r#"{"event":"send stats","args":[null]}"#;
+    ws.send_raw(&format!("{msg}{}", " ".repeat(limit - msg.len())))
+        .await;
+    ws.wait_for(T, |e, _| e == "stats")
+        .await
+        .expect("a message of exactly the limit is handled");
+    // One byte more: refused.
+    ws.send_raw(&format!("{msg}{}", " ".repeat(limit + 1 - msg.len())))
+        .await;
+    let (frame, ended) = next_close(&mut ws).await;
+    assert_eq!(frame.map(|f| u16::from(f.code)), Some(1009));
+    assert!(ended);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn frames_breaking_the_protocol_are_refused_with_their_close_codes() {
+    let c = ctx(|_| {}, None).await;
+    let stats = br#"{"event":"send stats","args":[null]}"#;
+    // Client frames must be masked.
+    assert_eq!(
+        raw_exchange(&c, &client_frame(0x81, false, stats)).await,
+        1002
+    );
+    // Invalid UTF-8 in a text message.
+    assert_eq!(
+        raw_exchange(&c, &client_frame(0x81, true, b"{\"event\":\"\xc3\x28\"}")).await,
+        1007
+    );
+    // Control frames: at most 125 bytes, never fragmented.
+    assert_eq!(
+        raw_exchange(&c, &client_frame(0x89, true, &[b'p'; 126])).await,
+        1002
+    );
+    assert_eq!(
+        raw_exchange(&c, &client_frame(0x09, true, b"p")).await,
+        1002
+    );
+    // A continuation with nothing to continue; a reserved bit without an extension.
+    assert_eq!(
+        raw_exchange(&c, &client_frame(0x80, true, stats)).await,
+        1002
+    );
+    assert_eq!(
+        raw_exchange(&c, &client_frame(0xC1, true, stats)).await,
+        1002
+    );
+}
+
 fn url_for(c: &Ctx) -> String {
     url(&c.st, &c.srv)
 }

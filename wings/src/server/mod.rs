@@ -8,7 +8,7 @@ pub mod install;
 pub mod manager;
 pub mod spec;
 
-use crate::events::{Event, Published, State};
+use crate::events::{ConsoleFramesBuilder, Event, Published, State};
 use crate::Shared;
 use console::{daemon_notice, Matcher, Throttle, Verdict};
 use futures::StreamExt;
@@ -27,29 +27,19 @@ use tokio_util::sync::CancellationToken;
 const RING_LINES: usize = 150;
 /// Lines longer than this are cut into several events.
 const MAX_LINE: usize = 64 * 1024;
-/// Console lines per bus message at most, and bytes of them (a socket that lags
-/// holds at most the bus's capacity of these: 256 × 16 KiB).
+/// Console lines per bus message at most, and bytes of their websocket frames (a
+/// socket that lags holds at most the bus's capacity of these: 256 × 16 KiB).
 const BATCH_LINES: usize = 128;
 const BATCH_BYTES: usize = 16 * 1024;
 /// Bus messages kept for sockets that have not read them yet.
 const BUS_CAPACITY: usize = 256;
 
-/// Console lines of one read, on their way to the bus.
+/// Console lines of one read, framed for the websocket on their way to the bus.
+#[derive(Default)]
 struct ConsoleBatch {
-    lines: Vec<String>,
-    bytes: usize,
-    /// Whether any socket listens (nobody listening: nothing to collect).
+    frames: ConsoleFramesBuilder,
+    /// Whether any socket listens (nobody listening: nothing to frame).
     listening: bool,
-}
-
-impl ConsoleBatch {
-    fn new(listening: bool) -> ConsoleBatch {
-        ConsoleBatch {
-            lines: Vec::new(),
-            bytes: 0,
-            listening,
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -628,11 +618,12 @@ impl Server {
         mut output: futures::stream::BoxStream<'static, anyhow::Result<bytes::Bytes>>,
     ) {
         let mut pending: Vec<u8> = Vec::new();
+        let mut lines = ConsoleBatch::default();
         while let Some(chunk) = output.next().await {
             let Ok(chunk) = chunk else { break };
             pending.extend_from_slice(&chunk);
             // Every complete line of the chunk, then one shift of the remainder.
-            let mut lines = ConsoleBatch::new(self.events.receiver_count() > 0);
+            lines.listening = self.events.receiver_count() > 0;
             let mut start = 0;
             while let Some(off) = memchr::memchr(b'\n', &pending[start..]) {
                 self.handle_line(&pending[start..start + off], &mut lines);
@@ -646,7 +637,7 @@ impl Server {
             self.flush_lines(&mut lines);
         }
         if !pending.is_empty() {
-            let mut lines = ConsoleBatch::new(self.events.receiver_count() > 0);
+            lines.listening = self.events.receiver_count() > 0;
             self.handle_line(&pending, &mut lines);
             self.flush_lines(&mut lines);
         }
@@ -672,9 +663,8 @@ impl Server {
 
     /// Publishes the lines collected so far as one bus message.
     fn flush_lines(&self, batch: &mut ConsoleBatch) {
-        if !batch.lines.is_empty() {
-            batch.bytes = 0;
-            self.publish(Event::ConsoleLines(std::mem::take(&mut batch.lines)));
+        if !batch.frames.is_empty() {
+            self.publish(Event::ConsoleLines(batch.frames.take()));
         }
     }
 
@@ -730,7 +720,9 @@ impl Server {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .check();
-        let for_bus = (matches!(verdict, Verdict::Pass) && batch.listening).then(|| line.clone());
+        if matches!(verdict, Verdict::Pass) && batch.listening {
+            batch.frames.push(&line);
+        }
         {
             let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
             if ring.len() == RING_LINES {
@@ -740,12 +732,8 @@ impl Server {
         }
         match verdict {
             Verdict::Pass => {
-                if let Some(line) = for_bus {
-                    batch.bytes += line.len();
-                    batch.lines.push(line);
-                    if batch.lines.len() >= BATCH_LINES || batch.bytes >= BATCH_BYTES {
-                        self.flush_lines(batch);
-                    }
+                if batch.frames.lines() >= BATCH_LINES || batch.frames.bytes() >= BATCH_BYTES {
+                    self.flush_lines(batch);
                 }
             }
             Verdict::Drop { notify: false } => {}

@@ -654,8 +654,16 @@ impl RawWs {
         let (&b0, &b1) = (b.first()?, b.get(1)?);
         assert_eq!(b1 & 0x80, 0, "server frames are not masked");
         Some(match b1 & 0x7f {
-            126 => (b0, u16::from_be_bytes(b.get(2..4)?.try_into().ok()?) as usize, 4),
-            127 => (b0, u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize, 10),
+            126 => (
+                b0,
+                u16::from_be_bytes(b.get(2..4)?.try_into().ok()?) as usize,
+                4,
+            ),
+            127 => (
+                b0,
+                u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize,
+                10,
+            ),
             n => (b0, n as usize, 2),
         })
     }

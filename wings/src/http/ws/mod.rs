@@ -1,39 +1,60 @@
 //! The server websocket (reference §3): Origin check, JWT auth inside the socket,
 //! token gating of every message in both directions, permission filters, the expiry
 //! watcher, and `null`-tolerant inbound args.
+//!
+//! The RFC 6455 side is ours ([`wire`]): the handshake is answered here and the
+//! upgraded connection is split into a frame reader (this module's `run`) and a
+//! writer task that writes each bus message's pre-framed bytes, shared by every
+//! socket, with one vectored write for whatever is ready.
+
+pub mod wire;
 
 use super::{ApiError, MSG_NO_SERVER};
-use crate::events::{Event, Published, State as ServerState};
+use crate::events::{message_frame, Event, Published, State as ServerState};
 use crate::jwt::{self, TokenError};
 use crate::server::{PowerAction, Server, ServerError};
 use crate::App;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::{SinkExt, StreamExt};
+use bytes::{Buf, Bytes};
 use openapi::wings::{events, TokenClaims, WebsocketMessage};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc};
+use wire::{Inbound, ReadError};
 
 const GENERIC: &str = "an unexpected error was encountered while handling this request";
+
+/// Largest inbound message. Upstream sets no read limit (gorilla's default) and
+/// axum's tungstenite allowed 64 MiB; what clients send is an `auth` token, a
+/// console command or a power action, a few KiB at most, so 1 MiB refuses only
+/// abuse (close 1009) while bounding what one connection can make wings buffer.
+pub const MAX_MESSAGE: usize = 1 << 20;
+
+/// How long a closing socket waits for its close frame to go out and for the
+/// peer to hang up.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 pub async fn handler(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    extensions: axum::http::Extensions,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    req: Request,
 ) -> Response {
-    let ip = extensions
+    let (mut parts, _) = req.into_parts();
+    let ip = parts
+        .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
     let Some(server) = app.manager.get(&id) else {
         return ApiError::new(StatusCode::NOT_FOUND, MSG_NO_SERVER).into_response();
     };
     let cfg = app.config();
-    let origin = headers
+    let origin = parts
+        .headers
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
@@ -45,18 +66,56 @@ pub async fn handler(
     if !allowed {
         return (StatusCode::FORBIDDEN, "Forbidden").into_response();
     }
-    let upgrade = match upgrade {
-        Ok(u) => u,
-        Err(e) => return ApiError::new(StatusCode::BAD_REQUEST, e.body_text()).into_response(),
+    let key = match wire::check_upgrade(&parts.method, parts.version, &parts.headers) {
+        Ok(k) => k,
+        Err(text) => {
+            let mut r = ApiError::new(StatusCode::BAD_REQUEST, text).into_response();
+            r.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                header::HeaderValue::from_static("13"),
+            );
+            return r;
+        }
     };
-    upgrade.on_upgrade(move |socket| run(app, server, socket, ip))
+    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "WebSocket request couldn't be upgraded since no upgrade state was present",
+        )
+        .into_response();
+    };
+    let accept = wire::accept_key(&key);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => run(app, server, hyper_util::rt::TokioIo::new(upgraded), ip).await,
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("upgrade"),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    r
 }
 
 enum Outbound {
     Msg(WebsocketMessage),
     /// Start forwarding the server's bus (after the first successful auth).
     Subscribe,
-    Close(u16, &'static str),
+    /// Answer to a ping, with its payload.
+    Pong(Bytes),
+    /// The last frame: the writer sends it, ends the stream and stops.
+    Close(Option<u16>, &'static str),
 }
 
 struct Conn {
@@ -69,8 +128,12 @@ struct Conn {
     ip: Option<std::net::IpAddr>,
 }
 
-async fn run(app: Arc<App>, server: Arc<Server>, socket: WebSocket, ip: Option<std::net::IpAddr>) {
-    let (sink, mut stream) = socket.split();
+async fn run<S>(app: Arc<App>, server: Arc<Server>, io: S, ip: Option<std::net::IpAddr>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(io);
+    let mut reader = wire::Reader::new(read, MAX_MESSAGE);
     let (tx, rx) = mpsc::channel::<Outbound>(512);
     let conn = Arc::new(Conn {
         app,
@@ -81,39 +144,66 @@ async fn run(app: Arc<App>, server: Arc<Server>, socket: WebSocket, ip: Option<s
         closed: tokio_util::sync::CancellationToken::new(),
         ip,
     });
-    let writer = tokio::spawn(conn.clone().write(sink, rx));
+    let writer = tokio::spawn(conn.clone().write(write, rx));
     let cancel = server.cancelled();
-    let mut deleted = false;
+    // The close frame this side sends, if the socket ends with one.
+    let mut close = None;
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        tokio::select! {
+        let msg = tokio::select! {
             _ = cancel.cancelled() => {
-                let _ = conn.out.send(Outbound::Close(1001, "server deleted")).await;
-                deleted = true;
+                close = Some((Some(wire::CLOSE_GOING_AWAY), "server deleted"));
                 break;
             }
-            msg = stream.next() => {
-                let Some(Ok(msg)) = msg else { break };
-                let text = match msg {
-                    Message::Text(t) => t.as_str().to_string(),
-                    Message::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
-                    Message::Close(_) => break,
-                    _ => continue,
-                };
-                let Ok(parsed) = serde_json::from_str::<WebsocketMessage>(&text) else { continue };
-                let c = conn.clone();
-                // Upstream handles each inbound message on its own goroutine.
-                tasks.spawn(async move { c.handle(parsed).await });
+            msg = reader.next() => msg,
+        };
+        let text = match msg {
+            Ok(Inbound::Text(t)) => t,
+            Ok(Inbound::Binary(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(Inbound::Ping(payload)) => {
+                let _ = conn.out.send(Outbound::Pong(payload)).await;
+                continue;
             }
-        }
+            Ok(Inbound::Pong) => continue,
+            // Echo the client's close (RFC 6455 §5.5.1).
+            Ok(Inbound::Close(code)) => {
+                close = Some((code, ""));
+                break;
+            }
+            Err(ReadError::Refuse(code, reason)) => {
+                tracing::debug!(server = %server.uuid, code, reason, "closing websocket: protocol error");
+                close = Some((Some(code), reason));
+                break;
+            }
+            Err(ReadError::Gone) => break,
+        };
+        let Ok(parsed) = serde_json::from_str::<WebsocketMessage>(&text) else {
+            continue;
+        };
+        let c = conn.clone();
+        // Upstream handles each inbound message on its own goroutine.
+        tasks.spawn(async move { c.handle(parsed).await });
     }
     tasks.abort_all();
     conn.started.store(false, Ordering::SeqCst);
     conn.closed.cancel();
-    if deleted {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
-    } else {
-        writer.abort();
+    match close {
+        Some((code, reason)) => {
+            // The close frame goes out and the stream is ended; meanwhile whatever
+            // the peer still sends is read and dropped until it hangs up. A writer
+            // stuck on a peer that does not read is given up after the grace time.
+            let stop = writer.abort_handle();
+            let close = async {
+                let _ = conn.out.send(Outbound::Close(code, reason)).await;
+                let _ = writer.await;
+            };
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                tokio::join!(close, reader.discard_until_eof());
+            })
+            .await;
+            stop.abort();
+        }
+        None => writer.abort(),
     }
 }
 
@@ -328,14 +418,16 @@ impl Conn {
 
     /// The socket's writer: replies and notices from `rx`, and, once subscribed,
     /// the server's bus read directly (no task in between: one wake-up per bus
-    /// message). Whatever is ready goes out in one flush.
-    async fn write(
+    /// message). Whatever is ready goes out in one vectored write: bus messages as
+    /// their shared pre-framed bytes, the rest framed here.
+    async fn write<W: AsyncWrite + Unpin>(
         self: Arc<Self>,
-        mut sink: futures::stream::SplitSink<WebSocket, Message>,
+        mut io: W,
         mut rx: mpsc::Receiver<Outbound>,
     ) {
         let mut bus: Option<broadcast::Receiver<Arc<Published>>> = None;
         let mut batch = Vec::with_capacity(64);
+        let mut parts: Vec<Bytes> = Vec::with_capacity(128);
         loop {
             let first = tokio::select! {
                 biased;
@@ -348,24 +440,19 @@ impl Conn {
                 r = next_bus(&mut bus) => Some(r),
             };
             for o in batch.drain(..) {
-                let res = match o {
-                    Outbound::Msg(m) => feed_msg(&mut sink, &m).await,
+                match o {
+                    Outbound::Msg(m) => parts.push(message_frame(&m)),
                     Outbound::Subscribe => {
                         bus.get_or_insert_with(|| self.server.subscribe());
-                        continue;
                     }
+                    Outbound::Pong(payload) => parts.push(wire::frame(wire::OP_PONG, &payload)),
                     Outbound::Close(code, reason) => {
-                        let _ = sink
-                            .send(Message::Close(Some(CloseFrame {
-                                code,
-                                reason: reason.into(),
-                            })))
-                            .await;
+                        parts.push(wire::close_frame(code, reason));
+                        if write_all(&mut io, &mut parts).await.is_ok() {
+                            let _ = io.shutdown().await;
+                        }
                         return;
                     }
-                };
-                if res.is_err() {
-                    return;
                 }
             }
             // The bus message that woke us, then whatever else is already there.
@@ -387,25 +474,13 @@ impl Conn {
                     None => break,
                 };
                 if self.started.load(Ordering::SeqCst) {
-                    let res = match self.bus_verdict(&published.event) {
-                        BusVerdict::Skip => Ok(()),
-                        BusVerdict::Refuse(e) => {
-                            let m = WebsocketMessage::new(events::JWT_ERROR, vec![e.into()]);
-                            feed_msg(&mut sink, &m).await
-                        }
-                        BusVerdict::Send => {
-                            let mut res = Ok(());
-                            for text in published.texts() {
-                                res = sink.feed(Message::Text(text.clone())).await;
-                                if res.is_err() {
-                                    break;
-                                }
-                            }
-                            res
-                        }
-                    };
-                    if res.is_err() {
-                        return;
+                    match self.bus_verdict(&published.event) {
+                        BusVerdict::Skip => {}
+                        BusVerdict::Refuse(e) => parts.push(message_frame(&WebsocketMessage::new(
+                            events::JWT_ERROR,
+                            vec![e.into()],
+                        ))),
+                        BusVerdict::Send => parts.push(published.wire().clone()),
                     }
                 }
                 taken += 1;
@@ -414,7 +489,7 @@ impl Conn {
                 }
                 received = try_next_bus(&mut bus);
             }
-            if sink.flush().await.is_err() {
+            if write_all(&mut io, &mut parts).await.is_err() {
                 return;
             }
         }
@@ -458,16 +533,45 @@ impl Conn {
     }
 }
 
-/// Queues one message on the socket (sent at the next flush).
-async fn feed_msg(
-    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
-    m: &WebsocketMessage,
-) -> Result<(), axum::Error> {
-    match serde_json::to_string(m) {
-        Ok(text) => sink.feed(Message::Text(text.into())).await,
-        // A message of strings always serialises; nothing to send otherwise.
-        Err(_) => Ok(()),
+/// Writes every part, in order, with as few writes as the stream allows (one
+/// `writev` for the lot on a TCP socket), flushes, and empties `parts`.
+async fn write_all<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    parts: &mut Vec<Bytes>,
+) -> std::io::Result<()> {
+    use std::io::IoSlice;
+    parts.retain(|p| !p.is_empty());
+    if !io.is_write_vectored() && parts.len() > 1 {
+        // One buffer instead of a write per part.
+        let joined: Vec<u8> = parts.concat();
+        parts.clear();
+        parts.push(joined.into());
     }
+    let mut first = 0;
+    while first < parts.len() {
+        // IOV_MAX is 1024 on Linux; bus drains are at most 64 messages plus replies.
+        let slices: Vec<IoSlice<'_>> = parts[first..]
+            .iter()
+            .take(512)
+            .map(|p| IoSlice::new(p))
+            .collect();
+        let mut n = io.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let Some(p) = parts.get_mut(first) else { break };
+            if n >= p.len() {
+                n -= p.len();
+                first += 1;
+            } else {
+                p.advance(n);
+                n = 0;
+            }
+        }
+    }
+    parts.clear();
+    io.flush().await
 }
 
 enum BusVerdict {
