@@ -57,6 +57,9 @@ pub struct Settings {
     /// Exit with status 1 when a target is missed.
     #[arg(long)]
     pub strict: bool,
+    /// Only the endpoints whose path contains this text (for profiling one of them).
+    #[arg(long)]
+    pub only: Option<String>,
     /// panel-api's `PANEL_AUTH_CACHE_TTL` (seconds a key stays in its cache; 0 turns
     /// the cache off, so every request looks its key up); unset → panel-api's default.
     #[arg(long)]
@@ -258,6 +261,10 @@ impl Bench {
         for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")) {
             cmd.env(k, v);
         }
+        // tokio's worker count for panel-api alone (this process reads TOKIO_*).
+        if let Ok(v) = std::env::var("PANEL_TOKIO_WORKER_THREADS") {
+            cmd.env("TOKIO_WORKER_THREADS", v);
+        }
         // SAFETY: prctl is async-signal-safe; the panel stops if this process dies.
         unsafe {
             cmd.pre_exec(|| {
@@ -377,6 +384,22 @@ impl Bench {
                 !sql.starts_with("UPDATE api_keys") && !sql.contains("pg_notify(")
             })
             .collect())
+    }
+
+    /// Measures each endpoint that `--only` selects.
+    pub async fn measure_all(&mut self, endpoints: &[Endpoint]) -> Result<Vec<Row>> {
+        let mut rows = Vec::new();
+        for ep in endpoints {
+            if self
+                .settings
+                .only
+                .as_deref()
+                .is_none_or(|o| ep.path.contains(o))
+            {
+                rows.push(self.measure(ep).await?);
+            }
+        }
+        Ok(rows)
     }
 
     /// One endpoint: its statements, the HTTP load, then pgbench on those statements.

@@ -21,7 +21,10 @@ pub struct Config {
     pub client_rate_limit: u32,
     /// `PANEL_MAX_BODY_BYTES` (default 8 MiB; upstream's `post_max_size`).
     pub max_body_bytes: usize,
-    /// `PANEL_DB_POOL` connections (default 16).
+    /// `PANEL_DB_POOL` connections (default 4 per CPU core of this machine, at least 4:
+    /// PostgreSQL serves most per core with a few busy connections per core, and
+    /// requests beyond the pool wait in panel-api, which costs less than a backend).
+    /// Size it to the database server's cores when PostgreSQL runs elsewhere.
     pub db_pool: u32,
     /// `GUZZLE_TIMEOUT` seconds for calls to daemons (default 15).
     pub daemon_timeout_secs: u64,
@@ -60,6 +63,11 @@ pub struct Config {
     /// `PANEL_AUTH_CACHE_TTL` seconds an authenticated key is kept in memory
     /// (default 60; 0 turns the cache off: see `crate::authcache`).
     pub auth_cache_ttl_secs: u64,
+}
+
+fn default_db_pool() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(cores * 4).unwrap_or(u32::MAX).max(4)
 }
 
 fn env_bool(name: &str, default: bool) -> bool {
@@ -117,7 +125,7 @@ impl Config {
             application_rate_limit: env_or("APP_API_APPLICATION_RATELIMIT", 240),
             client_rate_limit: env_or("APP_API_CLIENT_RATELIMIT", 720),
             max_body_bytes: env_or("PANEL_MAX_BODY_BYTES", 8 * 1024 * 1024),
-            db_pool: env_or("PANEL_DB_POOL", 16),
+            db_pool: env_or("PANEL_DB_POOL", default_db_pool()),
             daemon_timeout_secs: env_or("GUZZLE_TIMEOUT", 15),
             app_name: std::env::var("APP_NAME").unwrap_or_else(|_| "Pterodactyl".into()),
             two_factor_required: env_or("APP_2FA_REQUIRED", 0),

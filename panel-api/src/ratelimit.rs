@@ -9,8 +9,9 @@ use governor::{Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
+/// Limits are per user: the key is the user's id.
 type Inner =
-    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+    RateLimiter<i64, DefaultKeyedStateStore<i64>, DefaultClock, StateInformationMiddleware>;
 
 #[derive(Clone)]
 pub struct Limiter {
@@ -50,8 +51,8 @@ impl Limiter {
         }
     }
 
-    pub fn check(&self, key: &str) -> Decision {
-        match self.inner.check_key(&key.to_string()) {
+    pub fn check(&self, user_id: i64) -> Decision {
+        match self.inner.check_key(&user_id) {
             Ok(snapshot) => Decision::Allowed {
                 limit: self.limit,
                 remaining: snapshot.remaining_burst_capacity(),

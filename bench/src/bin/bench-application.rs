@@ -99,9 +99,6 @@ async fn run(settings: Settings) -> Result<bool> {
             check: Box::new(move |v| check_servers(v, servers)),
         },
     ];
-    let mut rows = Vec::new();
-    for ep in &endpoints {
-        rows.push(bench.measure(ep).await?);
-    }
+    let rows = bench.measure_all(&endpoints).await?;
     bench.finish(&rows).await
 }

@@ -74,7 +74,7 @@ pub struct KeyRow {
 pub struct Auth {
     key: std::sync::Arc<KeyRow>,
     /// The caller's address (for activity logs).
-    pub ip: Option<String>,
+    pub ip: Option<IpAddr>,
 }
 
 impl std::ops::Deref for Auth {
@@ -322,9 +322,8 @@ async fn guard(st: AppState, group: Group, req: Request, next: Next) -> Response
     let full_path = parts
         .extensions
         .get::<axum::extract::OriginalUri>()
-        .map(|u| u.0.path().to_string())
-        .unwrap_or_else(|| parts.uri.path().to_string());
-    if two_factor_missing(&st, &auth, group, parts.method.as_str(), &full_path) {
+        .map_or(parts.uri.path(), |u| u.0.path());
+    if two_factor_missing(&st, &auth, group, parts.method.as_str(), full_path) {
         return ApiError::bad_request_code(
             "TwoFactorAuthRequiredException",
             "Two-factor authentication is required on this account in order to access this endpoint.",
@@ -354,7 +353,7 @@ async fn guard(st: AppState, group: Group, req: Request, next: Next) -> Response
         Group::Application => &st.application_limiter,
         Group::Client => &st.client_limiter,
     };
-    let (limit, remaining) = match limiter.check(&auth.user_uuid.to_string()) {
+    let (limit, remaining) = match limiter.check(auth.user_id) {
         Decision::Allowed { limit, remaining } => (limit, remaining),
         Decision::Limited {
             limit,
@@ -389,7 +388,7 @@ async fn guard(st: AppState, group: Group, req: Request, next: Next) -> Response
         return resp;
     }
     let mut auth = auth;
-    auth.ip = Some(ip.to_string());
+    auth.ip = Some(ip);
     parts.extensions.insert(auth);
     let req = Request::from_parts(parts, AxumBody::from(bytes));
     let mut resp = next.run(req).await;

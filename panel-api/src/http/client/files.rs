@@ -544,7 +544,7 @@ pub async fn pull(
 ) -> ApiResult<Response> {
     if let Decision::Limited {
         retry_after_secs, ..
-    } = st.pull_limiter.check(&auth.user_id.to_string())
+    } = st.pull_limiter.check(auth.user_id)
     {
         return Err(ApiError::Http {
             status: StatusCode::TOO_MANY_REQUESTS,

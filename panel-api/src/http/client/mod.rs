@@ -324,7 +324,8 @@ pub async fn log_as(
     let mut e = crate::activity::Event::new(event);
     e.actor_user = Some(auth.user_id);
     e.api_key_id = Some(auth.key_id);
-    e.ip = auth.ip.as_deref();
+    let ip = auth.ip.map(|ip| ip.to_string());
+    e.ip = ip.as_deref();
     e.properties = properties;
     e.subjects = subjects;
     if let Err(err) = crate::activity::log(&st.db, &e).await {

@@ -775,13 +775,19 @@ pub async fn view(
     let Some(key) = super::ServerKey::parse(&raw) else {
         return Err(ApiError::not_found());
     };
-    let sql = format!(
-        "WITH page AS (SELECT s.id, 1::BIGINT AS total FROM servers s WHERE {})
+    // Built once per key kind: the text is sqlx's statement-cache key as well.
+    static VIEW_SQL: [std::sync::OnceLock<String>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    let which = usize::from(matches!(key, super::ServerKey::Uuid(_)));
+    let sql = VIEW_SQL[which].get_or_init(|| {
+        format!(
+            "WITH page AS (SELECT s.id, 1::BIGINT AS total FROM servers s WHERE {})
          SELECT {ROW_COLUMNS}, {DETAIL_COLUMNS}$2{DETAIL_FROM}",
-        key.clause()
-    );
+            key.clause()
+        )
+    });
     let row: Option<ClientRow> = key
-        .bind(sqlx::query_as(&sql))
+        .bind(sqlx::query_as(sql))
         .bind(auth.user_id)
         .fetch_optional(&st.db)
         .await?;
