@@ -7,18 +7,27 @@
 //! * triggers on `api_keys` and `users` (migration 0003) `NOTIFY ferrodactyl_auth` in
 //!   the writing transaction, whoever writes (any replica, the CLI, psql), and
 //!   [`AuthCache::run`] LISTENs on a connection of its own and drops what changed;
-//! * the cache serves nothing until that connection has proved it receives: a
-//!   heartbeat notification sent through the pool every few seconds must come back
-//!   within [`HEARTBEAT_TIMEOUT`]. A lost connection or a missed heartbeat (a
-//!   transaction-pooling PgBouncer, which does not carry LISTEN, never passes it)
-//!   forgets everything and sends requests to the database until it listens again;
+//!   a session starts only when those triggers exist and are enabled;
+//! * the cache serves on a lease: every [`HEARTBEAT_INTERVAL`] a notification is sent
+//!   on a second connection of its own, and each one the listener receives lets the
+//!   cache serve until [`LEASE`] after it was sent. PostgreSQL delivers a
+//!   connection's notifications in commit order, so a heartbeat that came back
+//!   proves every change committed before it was applied. A listener that stops
+//!   receiving without an error (a black-holed connection, a failover that left it
+//!   on the old server) therefore stops the cache within [`LEASE`]; a lost
+//!   connection, or a heartbeat not back within [`ROUND_TRIP_TIMEOUT`] (a
+//!   transaction-pooling PgBouncer, which does not carry LISTEN, never passes it),
+//!   forgets everything and sends requests to the database until a new session has
+//!   proved itself;
 //! * a row read before an invalidation and stored after it would undo it: every
 //!   invalidation bumps an epoch, and a fill whose epoch moved is not stored;
 //! * handlers that change a user or key in this process forget it themselves right
 //!   after their commit, so a client sees its own change on the next request;
 //! * every entry expires after `PANEL_AUTH_CACHE_TTL` seconds (default 60; 0 turns
 //!   the cache off) whatever happens, for writes that skip triggers (a restore run
-//!   with `session_replication_role = replica`).
+//!   with `session_replication_role = replica`). A migration that rewrites `users`
+//!   or `api_keys` without firing row triggers must end with
+//!   `SELECT pg_notify('ferrodactyl_auth', '*')`.
 //!
 //! Another replica sees a change once its listener has read the notice, well under a
 //! millisecond after the commit on one database server; [`AuthCache::settle`] waits
@@ -26,8 +35,9 @@
 
 use crate::db::Db;
 use crate::http::auth::KeyRow;
+use sqlx::{Connection, Executor, PgConnection, Postgres};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -35,11 +45,17 @@ use tokio::sync::oneshot;
 /// The NOTIFY channel of migration 0003's triggers.
 pub const CHANNEL: &str = "ferrodactyl_auth";
 /// How often the listener proves it still receives.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
-/// How long a heartbeat (or a [`AuthCache::settle`]) may take to come back.
-pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
-/// At most this many keys are kept (about 300 bytes each).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long after a heartbeat was sent the cache may serve on its strength: the
+/// longest a silently dead listener can leave a change unapplied.
+pub const LEASE: Duration = Duration::from_secs(2);
+/// A heartbeat (or a [`AuthCache::settle`]) not back by then ends the session.
+pub const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most this many keys are kept (each a few hundred bytes, more with long
+/// `allowed_ips` lists).
 const MAX_ENTRIES: usize = 10_000;
+/// Migration 0003's triggers: update, delete and truncate on both tables.
+const TRIGGERS: i64 = 6;
 
 /// A cached key row.
 pub struct Entry {
@@ -50,6 +66,20 @@ pub struct Entry {
 }
 
 impl Entry {
+    fn new(row: KeyRow) -> Entry {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        Entry {
+            last_used_ms: AtomicI64::new(
+                row.last_used_at
+                    .map(|t| t.timestamp_millis())
+                    .unwrap_or(i64::MIN / 2)
+                    .min(now_ms),
+            ),
+            row: Arc::new(row),
+            filled: Instant::now(),
+        }
+    }
+
     /// Whether this request should write `last_used_at` (at most once a second per
     /// key and process); only one of the requests that ask at the same time is told so.
     pub fn claim_last_used(&self, now_ms: i64) -> bool {
@@ -62,17 +92,86 @@ impl Entry {
     }
 }
 
+/// The entries, by identifier and by user (a user's notice drops all their keys
+/// without a scan).
+#[derive(Default)]
+struct Store {
+    keys: HashMap<Box<str>, Arc<Entry>>,
+    by_user: HashMap<i64, Vec<Box<str>>>,
+}
+
+impl Store {
+    fn insert(&mut self, e: Arc<Entry>) {
+        let id: Box<str> = e.row.identifier.as_str().into();
+        let user = e.row.user_id;
+        match self.keys.insert(id.clone(), e) {
+            Some(old) if old.row.user_id == user => {}
+            Some(old) => {
+                self.unindex(old.row.user_id, &id);
+                self.by_user.entry(user).or_default().push(id);
+            }
+            None => self.by_user.entry(user).or_default().push(id),
+        }
+    }
+
+    fn unindex(&mut self, user: i64, id: &str) {
+        if let Some(ids) = self.by_user.get_mut(&user) {
+            ids.retain(|x| &**x != id);
+            if ids.is_empty() {
+                self.by_user.remove(&user);
+            }
+        }
+    }
+
+    fn remove_key(&mut self, id: &str) {
+        if let Some(e) = self.keys.remove(id) {
+            self.unindex(e.row.user_id, id);
+        }
+    }
+
+    fn remove_user(&mut self, user: i64) {
+        for id in self.by_user.remove(&user).unwrap_or_default() {
+            self.keys.remove(&id);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.by_user.clear();
+    }
+
+    /// Drops expired entries, then an arbitrary tenth if that is not enough.
+    fn make_room(&mut self, ttl: Duration) {
+        let expired: Vec<Box<str>> = self
+            .keys
+            .iter()
+            .filter(|(_, e)| e.filled.elapsed() >= ttl)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in expired {
+            self.remove_key(&k);
+        }
+        if self.keys.len() >= MAX_ENTRIES {
+            let victims: Vec<Box<str>> = self.keys.keys().take(MAX_ENTRIES / 10).cloned().collect();
+            for k in victims {
+                self.remove_key(&k);
+            }
+        }
+    }
+}
+
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
 pub struct AuthCache(Arc<Shared>);
 
 struct Shared {
     ttl: Duration,
-    map: RwLock<HashMap<Box<str>, Arc<Entry>>>,
-    /// Bumped by every invalidation (under the map's write lock).
+    store: RwLock<Store>,
+    /// Bumped by every invalidation (under the store's write lock).
     epoch: AtomicU64,
-    /// The listener has proved it receives; entries may be served and stored.
-    listening: AtomicBool,
+    /// The cache serves until this instant (ns since `base`); 0 = not at all.
+    proven_until: AtomicU64,
+    base: Instant,
     /// This process's mark on its own `sync:` notifications.
     nonce: String,
     next_sync: AtomicU64,
@@ -85,9 +184,10 @@ impl AuthCache {
     pub fn new(ttl: Duration) -> AuthCache {
         AuthCache(Arc::new(Shared {
             ttl,
-            map: RwLock::new(HashMap::new()),
+            store: RwLock::new(Store::default()),
             epoch: AtomicU64::new(0),
-            listening: AtomicBool::new(false),
+            proven_until: AtomicU64::new(0),
+            base: Instant::now(),
             nonce: crate::crypto::random_string(16),
             next_sync: AtomicU64::new(0),
             waiters: Mutex::new(HashMap::new()),
@@ -98,25 +198,40 @@ impl AuthCache {
         !self.0.ttl.is_zero()
     }
 
-    /// Whether the cache currently serves (its listener has proved it receives).
+    fn now_ns(&self) -> u64 {
+        // +1: 0 means "not serving".
+        u64::try_from(self.0.base.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+    }
+
+    /// Whether the cache serves now (its lease runs).
     pub fn is_listening(&self) -> bool {
-        self.0.listening.load(Ordering::Acquire)
+        let until = self.0.proven_until.load(Ordering::Acquire);
+        until != 0 && self.now_ns() < until
+    }
+
+    /// Extends the lease to `LEASE` after `sent_ns`, when a heartbeat sent then came
+    /// back.
+    fn prove(&self, sent_ns: u64) {
+        let until = sent_ns.saturating_add(u64::try_from(LEASE.as_nanos()).unwrap_or(u64::MAX));
+        self.0.proven_until.fetch_max(until, Ordering::AcqRel);
     }
 
     pub fn len(&self) -> usize {
-        self.read().len()
+        self.read().keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Box<str>, Arc<Entry>>> {
-        self.0.map.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
+        self.0.store.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Box<str>, Arc<Entry>>> {
-        self.0.map.write().unwrap_or_else(|e| e.into_inner())
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
+        self.0.store.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The cached row of key `identifier`, when the cache serves and has a fresh one.
@@ -124,7 +239,7 @@ impl AuthCache {
         if !self.is_listening() {
             return None;
         }
-        let e = self.read().get(identifier).cloned()?;
+        let e = self.read().keys.get(identifier).cloned()?;
         (e.filled.elapsed() < self.0.ttl).then_some(e)
     }
 
@@ -137,62 +252,46 @@ impl AuthCache {
     /// `epoch`, unless something was invalidated since (or the cache does not serve).
     /// Returns the entry the request goes on with.
     pub fn insert(&self, epoch: u64, row: KeyRow) -> Arc<Entry> {
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let entry = Arc::new(Entry {
-            last_used_ms: AtomicI64::new(
-                row.last_used_at
-                    .map(|t| t.timestamp_millis())
-                    .unwrap_or(i64::MIN / 2)
-                    .min(now_ms),
-            ),
-            row: Arc::new(row),
-            filled: Instant::now(),
-        });
+        let entry = Arc::new(Entry::new(row));
         if !self.enabled() || !self.is_listening() {
             return entry;
         }
-        let mut map = self.write();
+        let mut store = self.write();
         if self.0.epoch.load(Ordering::Acquire) != epoch || !self.is_listening() {
             return entry;
         }
-        if map.len() >= MAX_ENTRIES {
-            let ttl = self.0.ttl;
-            map.retain(|_, e| e.filled.elapsed() < ttl);
-            if map.len() >= MAX_ENTRIES {
-                map.clear();
-            }
+        if store.keys.len() >= MAX_ENTRIES {
+            store.make_room(self.0.ttl);
         }
-        map.insert(entry.row.identifier.as_str().into(), entry.clone());
+        store.insert(entry.clone());
         entry
     }
 
-    fn invalidate(&self, f: impl FnOnce(&mut HashMap<Box<str>, Arc<Entry>>)) {
-        let mut map = self.write();
+    fn invalidate(&self, f: impl FnOnce(&mut Store)) {
+        let mut store = self.write();
         self.0.epoch.fetch_add(1, Ordering::AcqRel);
-        f(&mut map);
+        f(&mut store);
     }
 
     /// Drops key `identifier`.
     pub fn forget_key(&self, identifier: &str) {
-        self.invalidate(|m| {
-            m.remove(identifier);
-        });
+        self.invalidate(|s| s.remove_key(identifier));
     }
 
     /// Drops every key of user `user_id`.
     pub fn forget_user(&self, user_id: i64) {
-        self.invalidate(|m| m.retain(|_, e| e.row.user_id != user_id));
+        self.invalidate(|s| s.remove_user(user_id));
     }
 
     /// Drops everything.
     pub fn forget_all(&self) {
-        self.invalidate(|m| m.clear());
+        self.invalidate(Store::clear);
     }
 
     /// Applies one notification of the channel.
     fn apply(&self, payload: &str) {
         if let Some(id) = payload.strip_prefix("k:") {
-            self.forget_key(id.trim_end());
+            self.forget_key(id);
         } else if let Some(user) = payload.strip_prefix("u:") {
             match user.parse() {
                 Ok(u) => self.forget_user(u),
@@ -221,9 +320,12 @@ impl AuthCache {
         }
     }
 
-    /// Sends a notification through the pool and waits until the listener has read
-    /// it: every change committed before the call has then been applied.
-    async fn round_trip(&self, db: &Db) -> anyhow::Result<()> {
+    /// Sends a notification on `conn` and waits until the listener has read it:
+    /// every change committed before the call has then been applied.
+    async fn round_trip<'c, E>(&self, conn: E) -> anyhow::Result<()>
+    where
+        E: Executor<'c, Database = Postgres>,
+    {
         let n = self.0.next_sync.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.0
@@ -232,11 +334,11 @@ impl AuthCache {
             .unwrap_or_else(|e| e.into_inner())
             .insert(n, tx);
         let payload = format!("sync:{}:{n}", self.0.nonce);
-        let sent = tokio::time::timeout(HEARTBEAT_TIMEOUT, async {
+        let sent = tokio::time::timeout(ROUND_TRIP_TIMEOUT, async {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANNEL)
                 .bind(&payload)
-                .execute(db)
+                .execute(conn)
                 .await?;
             rx.await
                 .map_err(|_| anyhow::anyhow!("the listener stopped"))?;
@@ -250,7 +352,7 @@ impl AuthCache {
             .remove(&n);
         match sent {
             Ok(r) => r,
-            Err(_) => anyhow::bail!("no notification back within {HEARTBEAT_TIMEOUT:?}"),
+            Err(_) => anyhow::bail!("no notification back within {ROUND_TRIP_TIMEOUT:?}"),
         }
     }
 
@@ -265,44 +367,88 @@ impl AuthCache {
     }
 
     fn stop_serving(&self) {
-        self.0.listening.store(false, Ordering::Release);
+        self.0.proven_until.store(0, Ordering::Release);
         self.forget_all();
     }
 
     /// Listens for changes for as long as the returned future runs (it never ends
-    /// by itself): reconnects after a loss, with the cache off meanwhile.
+    /// by itself): reconnects after a loss, with the cache off meanwhile, and turns
+    /// it off when the future is dropped.
     pub async fn run(self, db: Db) {
+        struct OffOnDrop(AuthCache);
+        impl Drop for OffOnDrop {
+            fn drop(&mut self) {
+                self.0.stop_serving();
+            }
+        }
         if !self.enabled() {
             return std::future::pending().await;
         }
+        let _off = OffOnDrop(self.clone());
         let mut backoff = Duration::from_millis(100);
+        let mut failures: u32 = 0;
         loop {
             let started = Instant::now();
             let why = self.session(&db).await;
             self.stop_serving();
-            tracing::warn!(error = %why, "auth cache off until its listener is back");
             if started.elapsed() > Duration::from_secs(30) {
                 backoff = Duration::from_millis(100);
+                failures = 0;
             }
-            tokio::time::sleep(backoff).await;
+            failures = failures.saturating_add(1);
+            // Say it loudly the first time and then now and again, not every retry
+            // (behind a transaction-pooling PgBouncer it fails every time).
+            if failures.is_power_of_two() {
+                tracing::warn!(error = %why.error, failures, "key cache off until its listener is back");
+            } else {
+                tracing::debug!(error = %why.error, failures, "key cache still off");
+            }
+            tokio::time::sleep(backoff.max(why.retry_after)).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 
-    /// One listening connection, until it fails. The connection is dropped, never
-    /// reused, when this returns, so cancelling a read on it is harmless.
-    async fn session(&self, db: &Db) -> anyhow::Error {
+    /// One listening connection and one heartbeat connection, until either fails.
+    async fn session(&self, db: &Db) -> SessionEnd {
+        let opts = db.connect_options();
+        let mut beat = match PgConnection::connect_with(opts).await {
+            Ok(c) => c,
+            Err(e) => return e.into(),
+        };
+        let triggers: i64 = match sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_trigger
+              WHERE tgrelid IN (to_regclass('api_keys'), to_regclass('users'))
+                AND tgname LIKE '%\\_auth\\_cache\\_%' AND tgenabled IN ('O', 'A')",
+        )
+        .fetch_one(&mut beat)
+        .await
+        {
+            Ok(n) => n,
+            Err(e) => return e.into(),
+        };
+        if triggers != TRIGGERS {
+            return SessionEnd {
+                error: anyhow::anyhow!(
+                    "{triggers} of the {TRIGGERS} key-cache triggers of migration 0003 are enabled; \
+                     the cache stays off while any is missing or disabled"
+                ),
+                retry_after: Duration::from_secs(30),
+            };
+        }
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
             .max_lifetime(None)
             .idle_timeout(None)
-            .connect_lazy_with(db.connect_options().clone());
+            .connect_lazy_with(opts.clone());
         let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(l) => l,
             Err(e) => return e.into(),
         };
         // A lost connection ends the session (a reconnect inside sqlx would hide
-        // the notices lost meanwhile).
+        // the notices lost meanwhile). The listener is never read from again once
+        // the session ends, so cancelling a read on it is harmless; dropping it
+        // makes sqlx send `UNLISTEN *` on it from a task of its own, which on a
+        // black-holed TCP connection lingers until the OS gives the socket up.
         listener.eager_reconnect(false);
         listener.ignore_pool_close_event(true);
         if let Err(e) = listener.listen(CHANNEL).await {
@@ -320,21 +466,186 @@ impl AuthCache {
         let heartbeat = async {
             let mut first = true;
             loop {
-                if let Err(e) = self.round_trip(db).await {
+                let sent = self.now_ns();
+                if let Err(e) = self.round_trip(&mut beat).await {
                     return e.context("heartbeat");
                 }
                 if first {
-                    // Received from here on: what was read before may be stale.
+                    // Everything is heard from here on; what was read before may
+                    // be stale (and the epoch refuses fills that started before).
                     self.forget_all();
-                    self.0.listening.store(true, Ordering::Release);
                     first = false;
                 }
+                self.prove(sent);
                 tokio::time::sleep(HEARTBEAT_INTERVAL).await;
             }
         };
-        tokio::select! {
+        let error = tokio::select! {
             e = receive => e,
             e = heartbeat => e,
+        };
+        SessionEnd {
+            error,
+            retry_after: Duration::ZERO,
         }
+    }
+}
+
+/// Why a listening session ended, and how long to wait at least before the next.
+struct SessionEnd {
+    error: anyhow::Error,
+    retry_after: Duration,
+}
+
+impl From<sqlx::Error> for SessionEnd {
+    fn from(e: sqlx::Error) -> SessionEnd {
+        SessionEnd {
+            error: e.into(),
+            retry_after: Duration::ZERO,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(identifier: &str, user_id: i64) -> KeyRow {
+        KeyRow {
+            key_id: 1,
+            key_type: 1,
+            identifier: identifier.into(),
+            token_hash: vec![],
+            allowed_ips: serde_json::json!([]),
+            expires_at: None,
+            last_used_at: None,
+            r_servers: 0,
+            r_nodes: 0,
+            r_allocations: 0,
+            r_users: 0,
+            r_locations: 0,
+            r_nests: 0,
+            r_eggs: 0,
+            r_database_hosts: 0,
+            r_server_databases: 0,
+            user_id,
+            user_uuid: uuid::Uuid::nil(),
+            username: "u".into(),
+            email: "u@example.com".into(),
+            root_admin: false,
+            use_totp: false,
+            name_first: "U".into(),
+            name_last: "U".into(),
+            language: "en".into(),
+        }
+    }
+
+    /// A cache that serves, as after a heartbeat that just came back.
+    fn serving() -> AuthCache {
+        let c = AuthCache::new(Duration::from_secs(60));
+        c.prove(c.now_ns());
+        c
+    }
+
+    #[test]
+    fn nothing_is_served_or_stored_without_a_lease() {
+        let c = AuthCache::new(Duration::from_secs(60));
+        assert!(!c.is_listening());
+        c.insert(c.epoch(), row("aaaaaaaaaaaaaaaa", 1));
+        assert!(c.is_empty() && c.get("aaaaaaaaaaaaaaaa").is_none());
+    }
+
+    #[test]
+    fn a_lease_runs_out_by_itself() {
+        let c = AuthCache::new(Duration::from_secs(60));
+        c.prove(c.now_ns());
+        c.insert(c.epoch(), row("aaaaaaaaaaaaaaaa", 1));
+        assert!(c.get("aaaaaaaaaaaaaaaa").is_some());
+        // A heartbeat sent longer than a lease ago proves nothing now.
+        c.0.proven_until.store(1, Ordering::Release);
+        assert!(!c.is_listening());
+        assert!(c.get("aaaaaaaaaaaaaaaa").is_none());
+    }
+
+    #[test]
+    fn a_fill_that_raced_an_invalidation_is_not_stored() {
+        let c = serving();
+        let epoch = c.epoch();
+        // The row is read, then a notice for an unrelated key arrives, then the
+        // fill completes: the row may predate a change, so it is not kept.
+        c.apply("k:bbbbbbbbbbbbbbbb");
+        c.insert(epoch, row("aaaaaaaaaaaaaaaa", 1));
+        assert!(c.get("aaaaaaaaaaaaaaaa").is_none());
+        c.insert(c.epoch(), row("aaaaaaaaaaaaaaaa", 1));
+        assert!(c.get("aaaaaaaaaaaaaaaa").is_some());
+    }
+
+    #[test]
+    fn notices_drop_a_key_a_users_keys_or_everything() {
+        let c = serving();
+        for (id, user) in [("k1k1k1k1k1k1k1k1", 1), ("k2k2k2k2k2k2k2k2", 1), ("k3k3k3k3k3k3k3k3", 2)] {
+            c.insert(c.epoch(), row(id, user));
+        }
+        c.apply("k:k1k1k1k1k1k1k1k1");
+        assert!(c.get("k1k1k1k1k1k1k1k1").is_none() && c.get("k2k2k2k2k2k2k2k2").is_some());
+        c.apply("u:2");
+        assert!(c.get("k3k3k3k3k3k3k3k3").is_none() && c.get("k2k2k2k2k2k2k2k2").is_some());
+        c.insert(c.epoch(), row("k3k3k3k3k3k3k3k3", 2));
+        c.apply("u:1");
+        assert!(c.get("k2k2k2k2k2k2k2k2").is_none() && c.get("k3k3k3k3k3k3k3k3").is_some());
+        // Another process's heartbeat changes nothing; anything unknown drops all.
+        c.apply("sync:someoneelse:3");
+        assert_eq!(c.len(), 1);
+        c.apply("something new");
+        assert!(c.is_empty());
+        c.insert(c.epoch(), row("k3k3k3k3k3k3k3k3", 2));
+        c.apply("*");
+        assert!(c.is_empty());
+        // An identifier is matched exactly, trailing blanks included.
+        c.insert(c.epoch(), row("k4k4k4k4k4k4k4 ", 3));
+        c.apply("k:k4k4k4k4k4k4k4");
+        assert_eq!(c.len(), 1);
+        c.apply("k:k4k4k4k4k4k4k4 ");
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_key_moved_to_another_user_is_indexed_under_the_new_one() {
+        let c = serving();
+        c.insert(c.epoch(), row("k1k1k1k1k1k1k1k1", 1));
+        c.insert(c.epoch(), row("k1k1k1k1k1k1k1k1", 2));
+        c.apply("u:1");
+        assert!(c.get("k1k1k1k1k1k1k1k1").is_some());
+        c.apply("u:2");
+        assert!(c.is_empty());
+        assert!(c.read().by_user.is_empty());
+    }
+
+    #[test]
+    fn a_full_cache_makes_room_instead_of_growing() {
+        let c = serving();
+        for i in 0..MAX_ENTRIES + 5 {
+            c.insert(c.epoch(), row(&format!("{i:016}"), i as i64 % 50));
+        }
+        assert!(c.len() <= MAX_ENTRIES);
+        assert!(c.len() > MAX_ENTRIES / 2, "one overflow drops a tenth, not all");
+        let s = c.read();
+        let indexed: usize = s.by_user.values().map(Vec::len).sum();
+        assert_eq!(indexed, s.keys.len());
+    }
+
+    #[test]
+    fn last_used_at_is_claimed_once_a_second() {
+        let e = Entry::new(row("aaaaaaaaaaaaaaaa", 1));
+        let now = chrono::Utc::now().timestamp_millis();
+        assert!(e.claim_last_used(now));
+        assert!(!e.claim_last_used(now + 10));
+        assert!(!e.claim_last_used(now + 999));
+        assert!(e.claim_last_used(now + 1000));
+        // Written a moment ago (the row says so): not again yet.
+        let mut r = row("aaaaaaaaaaaaaaaa", 1);
+        r.last_used_at = Some(chrono::Utc::now());
+        let e = Entry::new(r);
+        assert!(!e.claim_last_used(chrono::Utc::now().timestamp_millis()));
     }
 }

@@ -93,25 +93,30 @@ async fn an_email_change_shows_on_the_next_account_read() {
 async fn a_change_made_in_psql_reaches_a_serving_process() {
     let p = Panel::start().await.unwrap();
     let admin = p.admin().await.unwrap();
+    let second = panel_api::apikeys::create(&p.db, admin.id, 2, "second", &[])
+        .await
+        .unwrap()
+        .token();
     until_listening(&p, true).await;
-    assert_eq!(
-        p.get("/api/application/users", &admin.key)
-            .await
-            .unwrap()
-            .status,
-        200
-    );
-    assert!(p.state.auth_cache.get(&admin.key[..16]).is_some());
-    // An operator demotes the admin by hand.
+    for key in [&admin.key, &second] {
+        assert_eq!(
+            p.get("/api/application/users", key).await.unwrap().status,
+            200
+        );
+        assert!(p.state.auth_cache.get(&key[..16]).is_some());
+    }
+    // An operator demotes the admin by hand: both of their keys lose it.
     sqlx::query("UPDATE users SET root_admin = false WHERE id = $1")
         .bind(admin.id)
         .execute(&p.db)
         .await
         .unwrap();
     p.settle().await;
-    assert!(p.state.auth_cache.get(&admin.key[..16]).is_none());
-    let r = p.get("/api/application/users", &admin.key).await.unwrap();
-    r.assert_envelope(403, "AccessDeniedHttpException");
+    for key in [&admin.key, &second] {
+        assert!(p.state.auth_cache.get(&key[..16]).is_none());
+        let r = p.get("/api/application/users", key).await.unwrap();
+        r.assert_envelope(403, "AccessDeniedHttpException");
+    }
     // The refused key was authenticated, so it is cached again; then the operator
     // empties the table: a TRUNCATE reaches the cache too.
     assert!(p.state.auth_cache.get(&admin.key[..16]).is_some());
@@ -163,6 +168,10 @@ async fn the_cache_serves_nothing_while_its_listener_is_gone() {
     assert_eq!(killed, 1, "one listening connection per process");
     until_listening(&p, false).await;
     assert!(p.state.auth_cache.is_empty(), "everything was forgotten");
+    // A request while the cache is off reads the row but must not store it: the
+    // change below would never be heard of.
+    let r = p.get("/api/client/account", &u.key).await.unwrap();
+    assert_eq!(r.status, 200);
     silently(
         &p,
         "UPDATE users SET email = 'unheard@example.com' WHERE id = (SELECT user_id FROM api_keys WHERE identifier = $1)",
@@ -266,6 +275,143 @@ async fn a_ttl_of_zero_turns_the_cache_off() {
         &u.key[..16],
     )
     .await;
+    let r = p.get("/api/client/account", &u.key).await.unwrap();
+    r.assert_envelope(401, "AuthenticationException");
+}
+
+#[tokio::test]
+async fn an_expiry_or_a_deleted_user_set_in_psql_ends_a_cached_key() {
+    let p = Panel::start().await.unwrap();
+    let a = client_account(&p, "expiring").await;
+    let b = client_account(&p, "leaving").await;
+    cached(&p, &a.key).await;
+    cached(&p, &b.key).await;
+    sqlx::query("UPDATE api_keys SET expires_at = now() - interval '1 minute' WHERE identifier = $1")
+        .bind(&a.key[..16])
+        .execute(&p.db)
+        .await
+        .unwrap();
+    // The user goes; their keys go with them (ON DELETE CASCADE fires the key trigger).
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(b.id)
+        .execute(&p.db)
+        .await
+        .unwrap();
+    p.settle().await;
+    for key in [&a.key, &b.key] {
+        let r = p.get("/api/client/account", key).await.unwrap();
+        r.assert_envelope(401, "AuthenticationException");
+    }
+}
+
+/// The PostgreSQL backend serving the panel's listening connection.
+async fn listener_backend(p: &Panel) -> i32 {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity
+          WHERE datname = current_database() AND query LIKE 'LISTEN %ferrodactyl_auth%'",
+    )
+    .fetch_one(&p.db)
+    .await
+    .unwrap()
+}
+
+/// A backend stopped with SIGSTOP (it keeps its connection but sends nothing),
+/// resumed when dropped, whatever the test did.
+struct Frozen(i32);
+
+impl Frozen {
+    fn new(pid: i32) -> Frozen {
+        // SAFETY: kill(2) on a PostgreSQL backend of the tests' own cluster.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+#[tokio::test]
+async fn a_listener_that_silently_stops_hearing_stops_the_cache_within_its_lease() {
+    let p = Panel::start().await.unwrap();
+    let u = client_account(&p, "unheard").await;
+    let v = client_account(&p, "revokes").await;
+    cached(&p, &u.key).await;
+    cached(&p, &v.key).await;
+    let frozen = Frozen::new(listener_backend(&p).await);
+    let frozen_at = Instant::now();
+    // Its own revocation reaches this process without the listener.
+    let r = p
+        .send(
+            Method::DELETE,
+            &format!("/api/client/account/api-keys/{}", &v.key[..16]),
+            &v.key,
+            &json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+    if p.state.auth_cache.is_listening() {
+        assert!(
+            p.state.auth_cache.get(&v.key[..16]).is_none(),
+            "forgotten by the process that revoked it"
+        );
+    }
+    let r = p.get("/api/client/account", &v.key).await.unwrap();
+    r.assert_envelope(401, "AuthenticationException");
+    // Another writer's revocation cannot be heard now, but the lease runs out.
+    sqlx::query("DELETE FROM api_keys WHERE identifier = $1")
+        .bind(&u.key[..16])
+        .execute(&p.db)
+        .await
+        .unwrap();
+    loop {
+        let r = p.get("/api/client/account", &u.key).await.unwrap();
+        if r.status == 401 {
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            frozen_at.elapsed() < panel_api::authcache::LEASE + Duration::from_millis(500),
+            "a revoked key was still served {:?} after the listener went quiet",
+            frozen_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!p.state.auth_cache.is_listening());
+    drop(frozen);
+}
+
+#[tokio::test]
+async fn the_cache_stays_off_while_a_trigger_is_disabled() {
+    let p = Panel::start().await.unwrap();
+    let u = client_account(&p, "untriggered").await;
+    cached(&p, &u.key).await;
+    sqlx::query("ALTER TABLE api_keys DISABLE TRIGGER api_keys_auth_cache_delete")
+        .execute(&p.db)
+        .await
+        .unwrap();
+    // A new listening session checks the triggers before it serves.
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(listener_backend(&p).await)
+        .execute(&p.db)
+        .await
+        .unwrap();
+    until_listening(&p, false).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!p.state.auth_cache.is_listening(), "no lease without every trigger");
+    let r = p.get("/api/client/account", &u.key).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(p.state.auth_cache.is_empty());
+    // With the delete trigger off, nothing would tell a cache; none is used.
+    sqlx::query("DELETE FROM api_keys WHERE identifier = $1")
+        .bind(&u.key[..16])
+        .execute(&p.db)
+        .await
+        .unwrap();
     let r = p.get("/api/client/account", &u.key).await.unwrap();
     r.assert_envelope(401, "AuthenticationException");
 }

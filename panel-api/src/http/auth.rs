@@ -38,7 +38,7 @@ pub enum Acl {
 
 /// An API key joined with its user: what authentication reads (and caches,
 /// `crate::authcache`).
-#[derive(Debug, sqlx::FromRow)]
+#[derive(sqlx::FromRow)]
 pub struct KeyRow {
     pub key_id: i64,
     pub key_type: i16,
@@ -67,6 +67,19 @@ pub struct KeyRow {
     pub name_first: String,
     pub name_last: String,
     pub language: String,
+}
+
+/// Names the key and its user, never the secret's hash or the user's details.
+impl std::fmt::Debug for KeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRow")
+            .field("key_id", &self.key_id)
+            .field("key_type", &self.key_type)
+            .field("identifier", &self.identifier)
+            .field("user_id", &self.user_id)
+            .field("root_admin", &self.root_admin)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The authenticated user and key of a request (the key's fields through `Deref`).
