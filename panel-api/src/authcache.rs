@@ -583,7 +583,11 @@ mod tests {
     #[test]
     fn notices_drop_a_key_a_users_keys_or_everything() {
         let c = serving();
-        for (id, user) in [("k1k1k1k1k1k1k1k1", 1), ("k2k2k2k2k2k2k2k2", 1), ("k3k3k3k3k3k3k3k3", 2)] {
+        for (id, user) in [
+            ("k1k1k1k1k1k1k1k1", 1),
+            ("k2k2k2k2k2k2k2k2", 1),
+            ("k3k3k3k3k3k3k3k3", 2),
+        ] {
             c.insert(c.epoch(), row(id, user));
         }
         c.apply("k:k1k1k1k1k1k1k1k1");
@@ -628,7 +632,10 @@ mod tests {
             c.insert(c.epoch(), row(&format!("{i:016}"), i as i64 % 50));
         }
         assert!(c.len() <= MAX_ENTRIES);
-        assert!(c.len() > MAX_ENTRIES / 2, "one overflow drops a tenth, not all");
+        assert!(
+            c.len() > MAX_ENTRIES / 2,
+            "one overflow drops a tenth, not all"
+        );
         let s = c.read();
         let indexed: usize = s.by_user.values().map(Vec::len).sum();
         assert_eq!(indexed, s.keys.len());

@@ -286,11 +286,13 @@ async fn an_expiry_or_a_deleted_user_set_in_psql_ends_a_cached_key() {
     let b = client_account(&p, "leaving").await;
     cached(&p, &a.key).await;
     cached(&p, &b.key).await;
-    sqlx::query("UPDATE api_keys SET expires_at = now() - interval '1 minute' WHERE identifier = $1")
-        .bind(&a.key[..16])
-        .execute(&p.db)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE api_keys SET expires_at = now() - interval '1 minute' WHERE identifier = $1",
+    )
+    .bind(&a.key[..16])
+    .execute(&p.db)
+    .await
+    .unwrap();
     // The user goes; their keys go with them (ON DELETE CASCADE fires the key trigger).
     sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(b.id)
@@ -402,7 +404,10 @@ async fn the_cache_stays_off_while_a_trigger_is_disabled() {
         .unwrap();
     until_listening(&p, false).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(!p.state.auth_cache.is_listening(), "no lease without every trigger");
+    assert!(
+        !p.state.auth_cache.is_listening(),
+        "no lease without every trigger"
+    );
     let r = p.get("/api/client/account", &u.key).await.unwrap();
     assert_eq!(r.status, 200);
     assert!(p.state.auth_cache.is_empty());
