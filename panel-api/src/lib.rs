@@ -50,6 +50,11 @@ pub async fn serve(
     });
     let auth_listener = tokio::spawn(state.auth_cache.clone().run(state.db.clone()));
     let svc = http::service(state);
+    // Answers go out whole at once: without TCP_NODELAY the tail of a long page
+    // can wait for the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let served =
         axum::serve(
             listener,
