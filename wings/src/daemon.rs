@@ -126,6 +126,7 @@ pub async fn boot(mut cfg: Config, opts: BootOptions) -> anyhow::Result<Arc<App>
         ),
         downloads: crate::pull::Downloads::default(),
         transfers: Default::default(),
+        ws: Default::default(),
     });
 
     let states = read_states(&app.states_path());

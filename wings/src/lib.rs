@@ -89,6 +89,8 @@ pub struct App {
     /// Outgoing transfers in flight, by server.
     pub transfers:
         std::sync::Mutex<std::collections::HashMap<String, tokio_util::sync::CancellationToken>>,
+    /// Live websockets and their message handlers.
+    pub ws: http::ws::Counts,
 }
 
 impl App {

@@ -269,7 +269,19 @@ pub async fn stack(opts: Options) -> (Stack, Vec<Srv>) {
     let app = wings::boot(cfg.clone(), boot)
         .await
         .expect("wings boots against panel-api");
-    tokio::spawn(wings::serve(app.clone(), listener));
+    // HTTPS when the tweak turned `api.ssl` on, as the binary does.
+    let scheme = if cfg.api.ssl.enabled {
+        let acceptor = wings::daemon::tls_acceptor(
+            std::path::Path::new(&cfg.api.ssl.cert),
+            std::path::Path::new(&cfg.api.ssl.key),
+        )
+        .expect("api.ssl certificate and key");
+        tokio::spawn(wings::daemon::serve_tls(app.clone(), listener, acceptor));
+        "https"
+    } else {
+        tokio::spawn(wings::serve(app.clone(), listener));
+        "http"
+    };
     tokio::spawn(wings::sftp::serve(app.clone(), sftp_listener));
     let data = PathBuf::from(&app.config().system.data);
     let root = dir.path().join("root");
@@ -279,7 +291,7 @@ pub async fn stack(opts: Options) -> (Stack, Vec<Srv>) {
         node,
         egg,
         app,
-        url: format!("http://127.0.0.1:{port}"),
+        url: format!("{scheme}://127.0.0.1:{port}"),
         sftp_port,
         token,
         data,
@@ -376,10 +388,16 @@ impl Stack {
     /// Gives `s` the console script of the client tests ([`START_SH`]): its folder
     /// world-writable for the container user, the script executable.
     pub fn write_start_script(&self, s: &Srv) {
+        self.write_console_script(s, START_SH);
+    }
+
+    /// Gives `s` `script` as its `start.sh` (the generic egg runs `sh ./start.sh`),
+    /// its folder world-writable for the container user.
+    pub fn write_console_script(&self, s: &Srv, script: &str) {
         use std::os::unix::fs::PermissionsExt;
         let dir = self.server_dir(s);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("start.sh"), START_SH).unwrap();
+        std::fs::write(dir.join("start.sh"), script).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         std::fs::set_permissions(dir.join("start.sh"), std::fs::Permissions::from_mode(0o755))
             .unwrap();

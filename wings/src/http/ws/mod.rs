@@ -6,6 +6,12 @@
 //! upgraded connection is split into a frame reader (this module's `run`) and a
 //! writer task that writes each bus message's pre-framed bytes, shared by every
 //! socket, with one vectored write for whatever is ready.
+//!
+//! What one socket can make wings hold is bounded whatever the peer does: its
+//! replies wait in a queue of 512, its inbound messages are handled by at most
+//! [`MAX_HANDLERS`] tasks at once (past that the reader stops reading and TCP
+//! holds the peer back), pongs that do not fit in the queue are dropped, and
+//! console output it does not read is dropped by the bus.
 
 pub mod wire;
 
@@ -20,7 +26,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Buf, Bytes};
 use openapi::wings::{events, TokenClaims, WebsocketMessage};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -35,9 +41,77 @@ const GENERIC: &str = "an unexpected error was encountered while handling this r
 /// abuse (close 1009) while bounding what one connection can make wings buffer.
 pub const MAX_MESSAGE: usize = 1 << 20;
 
+/// Inbound messages one socket may have in hand at once. Upstream starts a
+/// goroutine per message with no limit; a peer that stops reading its replies
+/// (or floods messages) would then hold a task per message, each waiting for
+/// room in the reply queue. At this many the reader waits instead, so the peer's
+/// further messages wait in TCP. Clients send a few messages at a time (auth, a
+/// command, a power action, `send logs`), far below it.
+pub const MAX_HANDLERS: usize = 16;
+
 /// How long a closing socket waits for its close frame to go out and for the
 /// peer to hang up.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Live websocket connections and inbound-message handler tasks of a daemon
+/// (`App::ws`): what tests and diagnostics look at to see that a socket's work
+/// stays bounded and ends with it.
+#[derive(Debug, Default)]
+pub struct Counts {
+    sockets: AtomicUsize,
+    handlers: AtomicUsize,
+}
+
+impl Counts {
+    /// Connections whose frame reader is still running.
+    pub fn sockets(&self) -> usize {
+        self.sockets.load(Ordering::SeqCst)
+    }
+
+    /// Inbound messages being handled, over every socket.
+    pub fn handlers(&self) -> usize {
+        self.handlers.load(Ordering::SeqCst)
+    }
+
+    fn counter(&self, kind: Kind) -> &AtomicUsize {
+        match kind {
+            Kind::Socket => &self.sockets,
+            Kind::Handler => &self.handlers,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Socket,
+    Handler,
+}
+
+/// One socket or handler, counted in [`Counts`] for as long as it exists
+/// (however it ends: returned, aborted or panicked).
+struct Live {
+    app: Arc<App>,
+    kind: Kind,
+}
+
+impl Live {
+    fn new(app: &Arc<App>, kind: Kind) -> Live {
+        app.ws.counter(kind).fetch_add(1, Ordering::SeqCst);
+        Live {
+            app: app.clone(),
+            kind,
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.app
+            .ws
+            .counter(self.kind)
+            .fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 pub async fn handler(
     State(app): State<Arc<App>>,
@@ -132,6 +206,7 @@ async fn run<S>(app: Arc<App>, server: Arc<Server>, io: S, ip: Option<std::net::
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let _live = Live::new(&app, Kind::Socket);
     let (read, write) = tokio::io::split(io);
     let mut reader = wire::Reader::new(read, MAX_MESSAGE);
     let (tx, rx) = mpsc::channel::<Outbound>(512);
@@ -148,7 +223,7 @@ where
     let cancel = server.cancelled();
     // The close frame this side sends, if the socket ends with one.
     let mut close = None;
-    let mut tasks = tokio::task::JoinSet::new();
+    let handlers = Arc::new(tokio::sync::Semaphore::new(MAX_HANDLERS));
     loop {
         let msg = tokio::select! {
             _ = cancel.cancelled() => {
@@ -161,7 +236,10 @@ where
             Ok(Inbound::Text(t)) => t,
             Ok(Inbound::Binary(b)) => String::from_utf8_lossy(&b).into_owned(),
             Ok(Inbound::Ping(payload)) => {
-                let _ = conn.out.send(Outbound::Pong(payload)).await;
+                // A full queue means the peer is not reading: the pong is dropped
+                // (RFC 6455 §5.5.3 lets an endpoint answer only the latest ping)
+                // rather than this loop waiting, deaf to the server's deletion.
+                let _ = conn.out.try_send(Outbound::Pong(payload));
                 continue;
             }
             Ok(Inbound::Pong) => continue,
@@ -180,11 +258,31 @@ where
         let Ok(parsed) = serde_json::from_str::<WebsocketMessage>(&text) else {
             continue;
         };
+        // A slot for the handler first (see MAX_HANDLERS); meanwhile nothing
+        // more is read from this peer, but the server's deletion still ends it.
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => {
+                close = Some((Some(wire::CLOSE_GOING_AWAY), "server deleted"));
+                break;
+            }
+            p = handlers.clone().acquire_owned() => p,
+        };
+        let Ok(permit) = permit else {
+            // The semaphore is never closed.
+            break;
+        };
+        let live = Live::new(&conn.app, Kind::Handler);
         let c = conn.clone();
-        // Upstream handles each inbound message on its own goroutine.
-        tasks.spawn(async move { c.handle(parsed).await });
+        // Each inbound message on its own task, as upstream's goroutines. Not
+        // tracked, and not cancelled when the socket ends: a command or power
+        // action sent just before a close still runs (upstream's goroutines are
+        // not cancelled either); a reply it still has fails once the writer is
+        // gone. The task's memory goes as soon as it finishes.
+        tokio::spawn(async move {
+            let _slot = (live, permit);
+            c.handle(parsed).await
+        });
     }
-    tasks.abort_all();
     conn.started.store(false, Ordering::SeqCst);
     conn.closed.cancel();
     match close {
@@ -344,27 +442,40 @@ impl Conn {
                     serde_json::json!({"command": arg}),
                 );
             }
-            events::SEND_LOGS => {
-                if !self.server.is_running().await {
-                    return;
-                }
-                let n = self.app.config().system.websocket_log_count;
-                match self.server.read_log(n).await {
-                    Ok(lines) => {
-                        for l in lines {
-                            self.send(WebsocketMessage::new(events::CONSOLE_OUTPUT, vec![l]))
-                                .await;
-                        }
-                    }
-                    Err(e) => self.send_error(ErrorKind::Other(e.to_string())).await,
-                }
-            }
+            // Both only answer this socket: dropped once it has ended.
+            events::SEND_LOGS => self.unless_closed(self.send_logs()).await,
             events::SEND_STATS => {
                 let json = serde_json::to_string(&self.server.proc_usage()).unwrap_or_default();
-                self.send(WebsocketMessage::new(events::STATS, vec![json]))
+                self.unless_closed(self.send(WebsocketMessage::new(events::STATS, vec![json])))
                     .await;
             }
             _ => {}
+        }
+    }
+
+    /// Runs `f` until the socket ends.
+    async fn unless_closed(&self, f: impl std::future::Future<Output = ()>) {
+        tokio::select! {
+            _ = self.closed.cancelled() => {}
+            () = f => {}
+        }
+    }
+
+    /// The last `websocket_log_count` lines of the container's log, one
+    /// `console output` each, if it is running.
+    async fn send_logs(&self) {
+        if !self.server.is_running().await {
+            return;
+        }
+        let n = self.app.config().system.websocket_log_count;
+        match self.server.read_log(n).await {
+            Ok(lines) => {
+                for l in lines {
+                    self.send(WebsocketMessage::new(events::CONSOLE_OUTPUT, vec![l]))
+                        .await;
+                }
+            }
+            Err(e) => self.send_error(ErrorKind::Other(e.to_string())).await,
         }
     }
 
@@ -474,6 +585,10 @@ impl Conn {
                     None => break,
                 };
                 if self.started.load(Ordering::SeqCst) {
+                    // A bus message is checked once. For a `ConsoleLines` batch
+                    // (many lines) an invalid token therefore gets one `jwt error`
+                    // for the batch where upstream sends one per line (§3.3): the
+                    // Panel UI reacts to the first one either way (it re-auths).
                     match self.bus_verdict(&published.event) {
                         BusVerdict::Skip => {}
                         BusVerdict::Refuse(e) => parts.push(message_frame(&WebsocketMessage::new(

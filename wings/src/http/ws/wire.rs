@@ -69,9 +69,18 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
     })
 }
 
+/// Whether the key is base64 (standard alphabet, padded) of 16 bytes. The unused
+/// bits of the last character may be set, as Go's decoder (gorilla's check, which
+/// upstream's clients met) and axum's check allowed: `dGhlIHNhbXBsZSBub25jZR==`
+/// passes like `dGhlIHNhbXBsZSBub25jZQ==`.
 fn valid_key(key: &[u8]) -> bool {
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    LENIENT
         .decode(key.trim_ascii())
         .is_ok_and(|k| k.len() == 16)
 }
@@ -286,7 +295,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             let mut payload = self.buf.split_to(h.len);
             unmask(&mut payload, h.mask);
             match h.opcode {
-                OP_PING => return Ok(Inbound::Ping(payload.freeze())),
+                // A copy (at most 125 bytes): the pong may wait in the reply
+                // queue, and a view would keep the whole read buffer alive.
+                OP_PING => return Ok(Inbound::Ping(Bytes::copy_from_slice(&payload))),
                 OP_PONG => return Ok(Inbound::Pong),
                 OP_CLOSE => return close_payload(&payload),
                 OP_CONTINUATION => {
@@ -407,6 +418,14 @@ mod tests {
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
         assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        // Non-zero padding bits in the last character: still 16 bytes, as Go's
+        // decoder (gorilla's check) and axum took it.
+        assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZR=="));
+        assert!(valid_key(b"AAAAAAAAAAAAAAAAAAAAA/=="));
+        assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZQ="));
+        assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZQ"));
+        assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZQ==="));
+        assert!(!valid_key(b"dGhlIHNhbXBsZSBub25j*Q=="));
         assert!(!valid_key(b"c2hvcnQ="));
         assert!(!valid_key(b"not base64 at all!!!"));
     }
@@ -449,6 +468,24 @@ mod tests {
                 Ok(Inbound::Close(Some(1000))),
                 Err(ReadError::Gone),
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pings_payload_does_not_pin_the_read_buffer() {
+        // A ping read along with a large message: its payload, queued until the
+        // pong goes out, is its own copy, not a view of the reader's buffer.
+        let mut bytes = masked(0x81, &[b'x'; 100_000]);
+        bytes.extend(masked(0x89, b"ping!"));
+        let mut r = Reader::new(&bytes[..], 1 << 20);
+        assert!(matches!(r.next().await, Ok(Inbound::Text(t)) if t.len() == 100_000));
+        let Ok(Inbound::Ping(payload)) = r.next().await else {
+            panic!("a ping")
+        };
+        assert_eq!(&payload[..], b"ping!");
+        assert!(
+            payload.is_unique(),
+            "the payload shares an allocation with the reader"
         );
     }
 
