@@ -30,6 +30,28 @@ async fn cached(p: &Panel, key: &str) {
     );
 }
 
+/// Revokes `key` through the Client API with the key itself (204).
+async fn revoke(p: &Panel, key: &str) {
+    let r = p
+        .send(
+            Method::DELETE,
+            &format!("/api/client/account/api-keys/{}", &key[..16]),
+            key,
+            &json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+}
+
+/// Runs `sql` with `$1` bound to `arg` on the panel's database.
+async fn exec<T>(p: &Panel, sql: &str, arg: T)
+where
+    T: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+{
+    sqlx::query(sql).bind(arg).execute(&p.db).await.unwrap();
+}
+
 async fn client_account(p: &Panel, name: &str) -> Account {
     p.account(name, false, 1).await.unwrap()
 }
@@ -55,16 +77,7 @@ async fn a_key_revoked_through_the_api_is_refused_on_the_next_request() {
     let p = Panel::start().await.unwrap();
     let u = client_account(&p, "revoker").await;
     cached(&p, &u.key).await;
-    let r = p
-        .send(
-            Method::DELETE,
-            &format!("/api/client/account/api-keys/{}", &u.key[..16]),
-            &u.key,
-            &json!({}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 204, "{}", r.text());
+    revoke(&p, &u.key).await;
     // No settle: the process that revoked the key forgets it before answering.
     let r = p.get("/api/client/account", &u.key).await.unwrap();
     r.assert_envelope(401, "AuthenticationException");
@@ -106,11 +119,12 @@ async fn a_change_made_in_psql_reaches_a_serving_process() {
         assert!(p.state.auth_cache.get(&key[..16]).is_some());
     }
     // An operator demotes the admin by hand: both of their keys lose it.
-    sqlx::query("UPDATE users SET root_admin = false WHERE id = $1")
-        .bind(admin.id)
-        .execute(&p.db)
-        .await
-        .unwrap();
+    exec(
+        &p,
+        "UPDATE users SET root_admin = false WHERE id = $1",
+        admin.id,
+    )
+    .await;
     p.settle().await;
     for key in [&admin.key, &second] {
         assert!(p.state.auth_cache.get(&key[..16]).is_none());
@@ -136,16 +150,7 @@ async fn another_replica_refuses_a_key_one_replica_revoked() {
     let u = client_account(&a, "twice").await;
     cached(&a, &u.key).await;
     cached(&b, &u.key).await;
-    let r = b
-        .send(
-            Method::DELETE,
-            &format!("/api/client/account/api-keys/{}", &u.key[..16]),
-            &u.key,
-            &json!({}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 204, "{}", r.text());
+    revoke(&b, &u.key).await;
     a.settle().await;
     let r = a.get("/api/client/account", &u.key).await.unwrap();
     r.assert_envelope(401, "AuthenticationException");
@@ -286,19 +291,14 @@ async fn an_expiry_or_a_deleted_user_set_in_psql_ends_a_cached_key() {
     let b = client_account(&p, "leaving").await;
     cached(&p, &a.key).await;
     cached(&p, &b.key).await;
-    sqlx::query(
+    exec(
+        &p,
         "UPDATE api_keys SET expires_at = now() - interval '1 minute' WHERE identifier = $1",
+        &a.key[..16],
     )
-    .bind(&a.key[..16])
-    .execute(&p.db)
-    .await
-    .unwrap();
+    .await;
     // The user goes; their keys go with them (ON DELETE CASCADE fires the key trigger).
-    sqlx::query("DELETE FROM users WHERE id = $1")
-        .bind(b.id)
-        .execute(&p.db)
-        .await
-        .unwrap();
+    exec(&p, "DELETE FROM users WHERE id = $1", b.id).await;
     p.settle().await;
     for key in [&a.key, &b.key] {
         let r = p.get("/api/client/account", key).await.unwrap();
@@ -346,16 +346,7 @@ async fn a_listener_that_silently_stops_hearing_stops_the_cache_within_its_lease
     let frozen = Frozen::new(listener_backend(&p).await);
     let frozen_at = Instant::now();
     // Its own revocation reaches this process without the listener.
-    let r = p
-        .send(
-            Method::DELETE,
-            &format!("/api/client/account/api-keys/{}", &v.key[..16]),
-            &v.key,
-            &json!({}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 204, "{}", r.text());
+    revoke(&p, &v.key).await;
     if p.state.auth_cache.is_listening() {
         assert!(
             p.state.auth_cache.get(&v.key[..16]).is_none(),
@@ -365,11 +356,12 @@ async fn a_listener_that_silently_stops_hearing_stops_the_cache_within_its_lease
     let r = p.get("/api/client/account", &v.key).await.unwrap();
     r.assert_envelope(401, "AuthenticationException");
     // Another writer's revocation cannot be heard now, but the lease runs out.
-    sqlx::query("DELETE FROM api_keys WHERE identifier = $1")
-        .bind(&u.key[..16])
-        .execute(&p.db)
-        .await
-        .unwrap();
+    exec(
+        &p,
+        "DELETE FROM api_keys WHERE identifier = $1",
+        &u.key[..16],
+    )
+    .await;
     loop {
         let r = p.get("/api/client/account", &u.key).await.unwrap();
         if r.status == 401 {
@@ -412,11 +404,12 @@ async fn the_cache_stays_off_while_a_trigger_is_disabled() {
     assert_eq!(r.status, 200);
     assert!(p.state.auth_cache.is_empty());
     // With the delete trigger off, nothing would tell a cache; none is used.
-    sqlx::query("DELETE FROM api_keys WHERE identifier = $1")
-        .bind(&u.key[..16])
-        .execute(&p.db)
-        .await
-        .unwrap();
+    exec(
+        &p,
+        "DELETE FROM api_keys WHERE identifier = $1",
+        &u.key[..16],
+    )
+    .await;
     let r = p.get("/api/client/account", &u.key).await.unwrap();
     r.assert_envelope(401, "AuthenticationException");
 }
