@@ -177,6 +177,23 @@ async fn next_close(ws: &mut Ws) -> (Option<CloseFrame<'static>>, bool) {
     }
 }
 
+/// Sends a ping and waits for its pong (other messages skipped), which must carry
+/// the same payload.
+async fn ping_pong(ws: &mut Ws, payload: &[u8]) {
+    ws.stream
+        .send(Message::Ping(payload.to_vec()))
+        .await
+        .unwrap();
+    let pong = loop {
+        match tokio::time::timeout(T, ws.stream.next()).await {
+            Ok(Some(Ok(Message::Pong(p)))) => break p,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no pong: {other:?}"),
+        }
+    };
+    assert_eq!(pong, payload);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_upgrade_answers_rfc_6455s_accept_key_and_malformed_upgrades_get_400() {
     let c = ctx(|_| {}, None).await;
@@ -256,18 +273,7 @@ async fn the_upgrade_answers_rfc_6455s_accept_key_and_malformed_upgrades_get_400
 async fn pings_are_answered_with_the_same_payload_and_a_close_is_echoed() {
     let c = ctx(|_| {}, None).await;
     let mut ws = c.st.ws_as(&c.srv, &c.owner.key).await;
-    ws.stream
-        .send(Message::Ping(b"are you there?".to_vec()))
-        .await
-        .unwrap();
-    let pong = loop {
-        match tokio::time::timeout(T, ws.stream.next()).await {
-            Ok(Some(Ok(Message::Pong(p)))) => break p,
-            Ok(Some(Ok(_))) => continue,
-            other => panic!("no pong: {other:?}"),
-        }
-    };
-    assert_eq!(pong, b"are you there?");
+    ping_pong(&mut ws, b"are you there?").await;
     // The socket still works after the ping.
     ws.send("send stats", json!([null])).await;
     ws.wait_for(T, |e, _| e == "stats").await.expect("stats");
@@ -1328,18 +1334,7 @@ async fn wss_carries_auth_console_ping_and_close() {
     })
     .await
     .expect("the command's echo");
-    ws.stream
-        .send(Message::Ping(b"tls ping".to_vec()))
-        .await
-        .unwrap();
-    let pong = loop {
-        match tokio::time::timeout(T, ws.stream.next()).await {
-            Ok(Some(Ok(Message::Pong(p)))) => break p,
-            Ok(Some(Ok(_))) => continue,
-            other => panic!("no pong: {other:?}"),
-        }
-    };
-    assert_eq!(pong, b"tls ping");
+    ping_pong(&mut ws, b"tls ping").await;
     ws.stream.close(None).await.unwrap();
     let (frame, ended) = next_close(&mut ws).await;
     assert_eq!(frame, None, "an empty close is echoed empty");
