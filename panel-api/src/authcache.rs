@@ -32,12 +32,22 @@
 //! Another replica sees a change once its listener has read the notice, well under a
 //! millisecond after the commit on one database server; [`AuthCache::settle`] waits
 //! for that point.
+//!
+//! The same session also keeps the client API's server views (`GET
+//! /api/client/servers/{server}`: the row its one statement reads, by user and by
+//! the server key as written), under the same lease, epoch and TTL. Their tables
+//! (`VIEW_TABLES`) have statement triggers (migration 0004) that send `d` on the
+//! same channel on any insert, update, delete or truncate, which drops every view;
+//! the views are served only while all of those triggers are enabled. A write made
+//! through this process's own HTTP API drops them before its answer leaves
+//! (`http::forget_views_after_writes`), so a client reads its own change at once.
 
 use crate::db::Db;
 use crate::http::auth::KeyRow;
+use crate::http::client::servers::ClientRow;
 use sqlx::{Connection, Executor, PgConnection, Postgres};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -56,6 +66,29 @@ pub const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_ENTRIES: usize = 10_000;
 /// Migration 0003's triggers: update, delete and truncate on both tables.
 const TRIGGERS: i64 = 6;
+/// At most this many server views are kept (a few KiB each).
+const MAX_VIEWS: usize = 10_000;
+/// The tables the client server view reads; migration 0004 gives each one the
+/// statement trigger `<table>_view_cache`.
+pub const VIEW_TABLES: [&str; 9] = [
+    "servers",
+    "nodes",
+    "locations",
+    "eggs",
+    "allocations",
+    "egg_variables",
+    "server_variables",
+    "subusers",
+    "server_transfers",
+];
+/// The payload of migration 0004's triggers: drop every server view.
+pub const VIEWS_CHANGED: &str = "d";
+
+/// A cached server view.
+struct ViewEntry {
+    row: Arc<ClientRow>,
+    filled: Instant,
+}
 
 /// A cached key row.
 pub struct Entry {
@@ -98,6 +131,9 @@ impl Entry {
 struct Store {
     keys: HashMap<Box<str>, Arc<Entry>>,
     by_user: HashMap<i64, Vec<Box<str>>>,
+    /// Server views by user, then by the server key as the request wrote it.
+    views: HashMap<i64, HashMap<Box<str>, ViewEntry>>,
+    view_count: usize,
 }
 
 impl Store {
@@ -138,6 +174,49 @@ impl Store {
     fn clear(&mut self) {
         self.keys.clear();
         self.by_user.clear();
+        self.clear_views();
+    }
+
+    fn clear_views(&mut self) {
+        self.views.clear();
+        self.view_count = 0;
+    }
+
+    fn insert_view(&mut self, user: i64, server: &str, e: ViewEntry, ttl: Duration) {
+        if self.view_count >= MAX_VIEWS {
+            for m in self.views.values_mut() {
+                m.retain(|_, v| v.filled.elapsed() < ttl);
+            }
+            self.views.retain(|_, m| !m.is_empty());
+            self.view_count = self.views.values().map(HashMap::len).sum();
+        }
+        if self.view_count >= MAX_VIEWS {
+            // Still full of fresh views: drop whole users until a tenth is free.
+            let mut dropped = 0;
+            let victims: Vec<i64> = self
+                .views
+                .iter()
+                .take_while(|(_, m)| {
+                    let go = dropped < MAX_VIEWS / 10;
+                    dropped += m.len();
+                    go
+                })
+                .map(|(u, _)| *u)
+                .collect();
+            for u in victims {
+                self.views.remove(&u);
+            }
+            self.view_count = self.views.values().map(HashMap::len).sum();
+        }
+        if self
+            .views
+            .entry(user)
+            .or_default()
+            .insert(server.into(), e)
+            .is_none()
+        {
+            self.view_count += 1;
+        }
     }
 
     /// Drops expired entries, then an arbitrary tenth if that is not enough.
@@ -167,6 +246,8 @@ pub struct AuthCache(Arc<Shared>);
 struct Shared {
     ttl: Duration,
     store: RwLock<Store>,
+    /// Whether this session found every trigger of migration 0004 enabled.
+    views_heard: AtomicBool,
     /// Bumped by every invalidation (under the store's write lock).
     epoch: AtomicU64,
     /// The cache serves until this instant (ns since `base`); 0 = not at all.
@@ -185,6 +266,7 @@ impl AuthCache {
         AuthCache(Arc::new(Shared {
             ttl,
             store: RwLock::new(Store::default()),
+            views_heard: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             proven_until: AtomicU64::new(0),
             base: Instant::now(),
@@ -288,9 +370,63 @@ impl AuthCache {
         self.invalidate(Store::clear);
     }
 
+    /// Whether server views are served now: the lease runs and every view trigger
+    /// was found enabled.
+    fn views_serve(&self) -> bool {
+        self.0.views_heard.load(Ordering::Acquire) && self.is_listening()
+    }
+
+    /// The cached view of `server` (the key as the request wrote it) for `user`.
+    pub fn get_view(&self, user: i64, server: &str) -> Option<Arc<ClientRow>> {
+        if !self.views_serve() {
+            return None;
+        }
+        let store = self.read();
+        let e = store.views.get(&user)?.get(server)?;
+        (e.filled.elapsed() < self.0.ttl).then(|| e.row.clone())
+    }
+
+    /// Stores the view `row` of `server` for `user`, read by a statement that
+    /// started after [`Self::epoch`] returned `epoch`, unless something was
+    /// invalidated since. Returns the row the request goes on with.
+    pub fn insert_view(
+        &self,
+        epoch: u64,
+        user: i64,
+        server: &str,
+        row: ClientRow,
+    ) -> Arc<ClientRow> {
+        let row = Arc::new(row);
+        if !self.enabled() || !self.views_serve() {
+            return row;
+        }
+        let mut store = self.write();
+        if self.0.epoch.load(Ordering::Acquire) != epoch || !self.views_serve() {
+            return row;
+        }
+        let entry = ViewEntry {
+            row: row.clone(),
+            filled: Instant::now(),
+        };
+        store.insert_view(user, server, entry, self.0.ttl);
+        row
+    }
+
+    /// Drops every server view.
+    pub fn forget_views(&self) {
+        self.invalidate(Store::clear_views);
+    }
+
+    /// How many server views are kept.
+    pub fn view_count(&self) -> usize {
+        self.read().view_count
+    }
+
     /// Applies one notification of the channel.
     fn apply(&self, payload: &str) {
-        if let Some(id) = payload.strip_prefix("k:") {
+        if payload == VIEWS_CHANGED {
+            self.forget_views();
+        } else if let Some(id) = payload.strip_prefix("k:") {
             self.forget_key(id);
         } else if let Some(user) = payload.strip_prefix("u:") {
             match user.parse() {
@@ -368,6 +504,7 @@ impl AuthCache {
 
     fn stop_serving(&self) {
         self.0.proven_until.store(0, Ordering::Release);
+        self.0.views_heard.store(false, Ordering::Release);
         self.forget_all();
     }
 
@@ -435,6 +572,27 @@ impl AuthCache {
                 retry_after: Duration::from_secs(30),
             };
         }
+        let view_triggers: i64 = match sqlx::query_scalar(
+            "SELECT COUNT(*) FROM unnest($1::text[]) AS v(tab)
+               JOIN pg_trigger t ON t.tgrelid = to_regclass(v.tab)
+                AND t.tgname = v.tab || '_view_cache'
+              WHERE t.tgenabled IN ('O', 'A')",
+        )
+        .bind(&VIEW_TABLES[..])
+        .fetch_one(&mut beat)
+        .await
+        {
+            Ok(n) => n,
+            Err(e) => return e.into(),
+        };
+        let views = view_triggers == VIEW_TABLES.len() as i64;
+        if !views {
+            tracing::warn!(
+                "{view_triggers} of the {} server-view triggers of migration 0004 are enabled; \
+                 server views are read from the database on every request",
+                VIEW_TABLES.len()
+            );
+        }
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
             .max_lifetime(None)
@@ -474,6 +632,7 @@ impl AuthCache {
                     // Everything is heard from here on; what was read before may
                     // be stale (and the epoch refuses fills that started before).
                     self.forget_all();
+                    self.0.views_heard.store(views, Ordering::Release);
                     first = false;
                 }
                 self.prove(sent);
@@ -654,5 +813,87 @@ mod tests {
         r.last_used_at = Some(chrono::Utc::now());
         let e = Entry::new(r);
         assert!(!e.claim_last_used(chrono::Utc::now().timestamp_millis()));
+    }
+
+    /// A cache that serves keys and server views.
+    fn serving_views() -> AuthCache {
+        let c = serving();
+        c.0.views_heard.store(true, Ordering::Release);
+        c
+    }
+
+    fn view(c: &AuthCache, user: i64, server: &str) -> Option<i64> {
+        c.get_view(user, server).map(|r| r.server.id)
+    }
+
+    #[test]
+    fn views_are_served_only_while_every_view_trigger_was_found() {
+        let c = serving();
+        c.insert_view(c.epoch(), 1, "0000000a", ClientRow::sample(10, 1));
+        assert_eq!(view(&c, 1, "0000000a"), None);
+        assert_eq!(c.view_count(), 0);
+        c.0.views_heard.store(true, Ordering::Release);
+        c.insert_view(c.epoch(), 1, "0000000a", ClientRow::sample(10, 1));
+        assert_eq!(view(&c, 1, "0000000a"), Some(10));
+        // Nor without the lease, whatever the triggers.
+        c.0.proven_until.store(1, Ordering::Release);
+        assert_eq!(view(&c, 1, "0000000a"), None);
+    }
+
+    #[test]
+    fn a_view_is_kept_per_user_and_per_key_as_written() {
+        let c = serving_views();
+        c.insert_view(c.epoch(), 1, "0000000a", ClientRow::sample(10, 1));
+        assert_eq!(view(&c, 1, "0000000a"), Some(10));
+        assert_eq!(view(&c, 2, "0000000a"), None);
+        assert_eq!(view(&c, 1, "0000000A"), None);
+        c.insert_view(c.epoch(), 1, "0000000a", ClientRow::sample(10, 1));
+        assert_eq!(c.view_count(), 1);
+    }
+
+    #[test]
+    fn a_views_notice_drops_the_views_and_keeps_the_keys() {
+        let c = serving_views();
+        c.insert(c.epoch(), row("aaaaaaaaaaaaaaaa", 1));
+        c.insert_view(c.epoch(), 1, "0000000a", ClientRow::sample(10, 1));
+        c.apply("k:bbbbbbbbbbbbbbbb");
+        assert_eq!(view(&c, 1, "0000000a"), Some(10));
+        c.apply(VIEWS_CHANGED);
+        assert_eq!(view(&c, 1, "0000000a"), None);
+        assert!(c.get("aaaaaaaaaaaaaaaa").is_some());
+        c.insert_view(c.epoch(), 1, "0000000a", ClientRow::sample(10, 1));
+        c.apply("*");
+        assert_eq!(view(&c, 1, "0000000a"), None);
+        assert!(c.is_empty() && c.view_count() == 0);
+    }
+
+    #[test]
+    fn a_view_fill_that_raced_an_invalidation_is_not_stored() {
+        let c = serving_views();
+        let epoch = c.epoch();
+        c.forget_views();
+        let row = c.insert_view(epoch, 1, "0000000a", ClientRow::sample(10, 1));
+        assert_eq!(
+            row.server.id, 10,
+            "the request still goes on with what it read"
+        );
+        assert_eq!(view(&c, 1, "0000000a"), None);
+    }
+
+    #[test]
+    fn full_views_make_room_instead_of_growing() {
+        let c = serving_views();
+        for i in 0..MAX_VIEWS + 5 {
+            c.insert_view(
+                c.epoch(),
+                i as i64 % 97,
+                &format!("{i:08x}"),
+                ClientRow::sample(i as i64, 1),
+            );
+        }
+        let n = c.view_count();
+        assert!(n <= MAX_VIEWS && n > MAX_VIEWS / 2, "{n} views kept");
+        let s = c.read();
+        assert_eq!(n, s.views.values().map(HashMap::len).sum::<usize>());
     }
 }

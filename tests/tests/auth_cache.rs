@@ -413,3 +413,215 @@ async fn the_cache_stays_off_while_a_trigger_is_disabled() {
     let r = p.get("/api/client/account", &u.key).await.unwrap();
     r.assert_envelope(401, "AuthenticationException");
 }
+
+// ---- server views (`GET /api/client/servers/{server}`) ---------------------------
+
+/// A server (owner + a subuser) on a node whose daemon is unreachable.
+struct Views {
+    p: Panel,
+    owner: Account,
+    sub: Account,
+    server: i64,
+    node: i64,
+    egg: i64,
+    short: String,
+}
+
+async fn views(p: Panel) -> Views {
+    let app = p.account("viewadmin", true, 2).await.unwrap();
+    let owner = client_account(&p, "viewowner").await;
+    let sub = client_account(&p, "viewsub").await;
+    let (_, node) = p
+        .node(&app, ferrodactyl_tests::closed_port())
+        .await
+        .unwrap();
+    let (_, egg) = p.egg().await.unwrap();
+    let server = p.seed_server(owner.id, node, egg, "viewed").await.unwrap();
+    sqlx::query("INSERT INTO subusers (user_id, server_id, permissions) VALUES ($1, $2, $3)")
+        .bind(sub.id)
+        .bind(server)
+        .bind(json!(["control.console"]))
+        .execute(&p.db)
+        .await
+        .unwrap();
+    let short: String = sqlx::query_scalar("SELECT uuid_short FROM servers WHERE id = $1")
+        .bind(server)
+        .fetch_one(&p.db)
+        .await
+        .unwrap();
+    until_listening(&p, true).await;
+    p.settle().await;
+    Views {
+        p,
+        owner,
+        sub,
+        server,
+        node,
+        egg,
+        short,
+    }
+}
+
+impl Views {
+    /// The server's view (with its egg) as `who` reads it from `p`.
+    async fn read(&self, p: &Panel, who: &Account) -> serde_json::Value {
+        let r = p
+            .get(
+                &format!("/api/client/servers/{}?include=egg", self.short),
+                &who.key,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json
+    }
+}
+
+fn views_kept(p: &Panel) -> usize {
+    p.state.auth_cache.view_count()
+}
+
+#[tokio::test]
+async fn a_server_view_is_kept_and_a_change_to_any_table_it_reads_drops_it() {
+    let v = views(Panel::start().await.unwrap()).await;
+    let first = v.read(&v.p, &v.owner).await;
+    assert_eq!(views_kept(&v.p), 1, "the view is kept after a read");
+    assert_eq!(
+        v.read(&v.p, &v.owner).await,
+        first,
+        "and read back unchanged"
+    );
+
+    // Each table the view reads, changed from outside the panel (as psql or another
+    // tool would), and what the owner or the subuser then sees.
+    type Check = fn(&serde_json::Value) -> bool;
+    let attrs = |j: &serde_json::Value| j["attributes"].clone();
+    let steps: Vec<(&str, i64, bool, Check)> = vec![
+        ("UPDATE servers SET name = 'renamed in psql' WHERE id = $1", v.server, false,
+            |j| j["attributes"]["name"] == "renamed in psql"),
+        ("UPDATE nodes SET maintenance_mode = TRUE WHERE id = $1", v.node, false,
+            |j| j["attributes"]["is_node_under_maintenance"] == true),
+        ("UPDATE locations SET long = 'somewhere' WHERE id = (SELECT location_id FROM nodes WHERE id = $1)", v.node, false,
+            |_| true),
+        ("UPDATE eggs SET name = 'Egg from psql' WHERE id = $1", v.egg, false,
+            |j| j["attributes"]["relationships"]["egg"]["attributes"]["name"] == "Egg from psql"),
+        ("UPDATE allocations SET notes = 'noted in psql' WHERE server_id = $1", v.server, false,
+            |j| j["attributes"]["relationships"]["allocations"]["data"][0]["attributes"]["notes"] == "noted in psql"),
+        ("UPDATE egg_variables SET description = 'described in psql' WHERE egg_id = $1", v.egg, false,
+            |j| j["attributes"]["relationships"]["variables"]["data"][0]["attributes"]["description"] == "described in psql"),
+        ("INSERT INTO server_variables (server_id, variable_id, variable_value)
+          SELECT $1, id, 'valued in psql' FROM egg_variables WHERE env_variable = 'SERVER_MESSAGE'", v.server, false,
+            |j| j["attributes"]["relationships"]["variables"]["data"][0]["attributes"]["server_value"] == "valued in psql"),
+        ("UPDATE subusers SET permissions = '[\"control.console\", \"control.start\"]' WHERE server_id = $1", v.server, true,
+            |j| j["meta"]["user_permissions"] == json!(["control.console", "control.start"])),
+        ("INSERT INTO server_transfers (server_id, old_node, new_node, old_allocation, new_allocation)
+          SELECT id, node_id, node_id, allocation_id, allocation_id FROM servers WHERE id = $1", v.server, false,
+            |j| j["attributes"]["is_transferring"] == true),
+    ];
+    for (sql, arg, as_sub, check) in steps {
+        let who = if as_sub { &v.sub } else { &v.owner };
+        v.read(&v.p, who).await;
+        assert!(views_kept(&v.p) >= 1, "kept before: {sql}");
+        exec(&v.p, sql, arg).await;
+        v.p.settle().await;
+        assert_eq!(views_kept(&v.p), 0, "every view is dropped after: {sql}");
+        let after = v.read(&v.p, who).await;
+        assert!(
+            check(&after),
+            "{sql}: the view shows the change: {}",
+            attrs(&after)
+        );
+        assert!(views_kept(&v.p) >= 1, "kept again after: {sql}");
+    }
+}
+
+#[tokio::test]
+async fn a_change_through_the_api_is_read_back_at_once_here_and_after_settle_on_a_replica() {
+    let v = views(Panel::start().await.unwrap()).await;
+    let other = v.p.replica().await.unwrap();
+    until_listening(&other, true).await;
+    v.read(&v.p, &v.owner).await;
+    v.read(&other, &v.owner).await;
+    assert_eq!((views_kept(&v.p), views_kept(&other)), (1, 1));
+    let frozen = Frozen::new(listener_backend(&v.p).await);
+    let r =
+        v.p.send(
+            Method::POST,
+            &format!("/api/client/servers/{}/settings/rename", v.short),
+            &v.owner.key,
+            &json!({"name": "renamed through the API"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+    // No wait, and no notice needed: the writing process dropped its views before
+    // it answered. (Its listener is stopped meanwhile, so only that can show it;
+    // the lease still runs, so the cache still serves.)
+    let here = v.read(&v.p, &v.owner).await;
+    assert!(
+        v.p.state.auth_cache.is_listening(),
+        "read from a serving cache"
+    );
+    drop(frozen);
+    assert_eq!(here["attributes"]["name"], "renamed through the API");
+    // The other process hears the triggers' notice.
+    other.settle().await;
+    let there = v.read(&other, &v.owner).await;
+    assert_eq!(there["attributes"]["name"], "renamed through the API");
+    // Taking the subuser away through the API: their view is gone at once.
+    v.read(&v.p, &v.sub).await;
+    let r =
+        v.p.send(
+            Method::DELETE,
+            &format!("/api/client/servers/{}/users/{}", v.short, {
+                let u: uuid::Uuid = sqlx::query_scalar("SELECT uuid FROM users WHERE id = $1")
+                    .bind(v.sub.id)
+                    .fetch_one(&v.p.db)
+                    .await
+                    .unwrap();
+                u
+            }),
+            &v.owner.key,
+            &json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+    v.p.get(&format!("/api/client/servers/{}", v.short), &v.sub.key)
+        .await
+        .unwrap()
+        .assert_envelope(404, "NotFoundHttpException");
+}
+
+#[tokio::test]
+async fn server_views_are_not_kept_while_a_view_trigger_is_disabled() {
+    let v = views(Panel::start().await.unwrap()).await;
+    v.read(&v.p, &v.owner).await;
+    assert_eq!(views_kept(&v.p), 1);
+    sqlx::query("ALTER TABLE server_transfers DISABLE TRIGGER server_transfers_view_cache")
+        .execute(&v.p.db)
+        .await
+        .unwrap();
+    // A new listening session checks the triggers before it serves.
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(listener_backend(&v.p).await)
+        .execute(&v.p.db)
+        .await
+        .unwrap();
+    until_listening(&v.p, false).await;
+    until_listening(&v.p, true).await;
+    // Keys are still kept (their triggers are all there); views are not.
+    v.read(&v.p, &v.owner).await;
+    assert!(v.p.state.auth_cache.get(&v.owner.key[..16]).is_some());
+    assert_eq!(views_kept(&v.p), 0, "no view is kept without every trigger");
+    exec(
+        &v.p,
+        "INSERT INTO server_transfers (server_id, old_node, new_node, old_allocation, new_allocation)
+         SELECT id, node_id, node_id, allocation_id, allocation_id FROM servers WHERE id = $1",
+        v.server,
+    )
+    .await;
+    // Nothing told the panel, and nothing needed to.
+    let j = v.read(&v.p, &v.owner).await;
+    assert_eq!(j["attributes"]["is_transferring"], true);
+}

@@ -304,6 +304,9 @@ async fn a_suspended_or_installing_server_is_a_409_except_its_details() {
             .execute(&w.p.db)
             .await
             .unwrap();
+        // A write from outside the panel reaches its cached server view with the
+        // triggers' notice; wait for it, as the details are read below.
+        w.p.settle().await;
         w.get(&w.s("/resources"), &w.owner.key)
             .await
             .assert_envelope(409, "ServerStateConflictException");

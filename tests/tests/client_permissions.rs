@@ -374,6 +374,8 @@ impl World {
             .execute(&self.st.p.db)
             .await
             .unwrap();
+        // The cached server view hears of it through the triggers' notice.
+        self.st.p.settle().await;
     }
 
     fn subst(&self, s: &str) -> String {

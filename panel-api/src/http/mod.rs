@@ -49,7 +49,28 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(not_found)
         .layer(middleware::from_fn(method_not_allowed))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            forget_views_after_writes,
+        ))
         .with_state(state)
+}
+
+/// Drops the cached client server views (`crate::authcache`) once a request that
+/// may have written has been handled, before its answer leaves: its writes are
+/// committed by then, so the writer's next read sees them without waiting for the
+/// triggers' notice. Reads pass untouched; every other process hears the notice.
+async fn forget_views_after_writes(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let resp = next.run(req).await;
+    if !reads {
+        st.auth_cache.forget_views();
+    }
+    resp
 }
 
 /// The router with upstream's trailing-slash tolerance, ready to serve.

@@ -175,9 +175,10 @@ type VarTuple = (
     Option<String>,
 );
 
-/// One server as the client transformer needs it, from one row of the detail query.
-struct ClientRow {
-    server: ServerRow,
+/// One server as the client transformer needs it, from one row of the detail query
+/// (kept by `crate::authcache` for the server view).
+pub struct ClientRow {
+    pub(crate) server: ServerRow,
     node_name: String,
     maintenance: bool,
     fqdn: String,
@@ -190,6 +191,60 @@ struct ClientRow {
     variables: Vec<VarRow>,
     total: i64,
     permissions: Option<Value>,
+}
+
+#[cfg(test)]
+impl ClientRow {
+    /// A row of server `id` owned by `owner`, for the cache's unit tests.
+    pub fn sample(id: i64, owner: i64) -> ClientRow {
+        let now = chrono::Utc::now();
+        ClientRow {
+            server: ServerRow {
+                id,
+                external_id: None,
+                uuid: uuid::Uuid::nil(),
+                uuid_short: format!("{id:08x}"),
+                node_id: 1,
+                name: "s".into(),
+                description: String::new(),
+                status: None,
+                skip_scripts: false,
+                owner_id: owner,
+                memory: 0,
+                swap: 0,
+                disk: 0,
+                io: 500,
+                cpu: 0,
+                threads: None,
+                oom_disabled: true,
+                allocation_id: 1,
+                nest_id: 1,
+                egg_id: 1,
+                startup: String::new(),
+                image: String::new(),
+                allocation_limit: None,
+                database_limit: None,
+                backup_limit: 0,
+                installed_at: None,
+                created_at: now,
+                updated_at: now,
+                location_id: 1,
+                location_short: "l".into(),
+            },
+            node_name: "n".into(),
+            maintenance: false,
+            fqdn: "localhost".into(),
+            sftp_port: 2022,
+            egg_uuid: None,
+            egg_name: None,
+            features: None,
+            transferring: false,
+            allocations: Vec::new(),
+            variables: Vec::new(),
+            total: 1,
+            permissions: None,
+        }
+    }
 }
 
 impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for ClientRow {
@@ -786,16 +841,26 @@ pub async fn view(
             key.clause()
         )
     });
-    let row: Option<ClientRow> = key
-        .bind(sqlx::query_as(sql))
-        .bind(auth.user_id)
-        .fetch_optional(&st.db)
-        .await?;
-    let row = row.ok_or_else(ApiError::not_found)?;
+    // The row depends on the user only through their subuser permissions; whether
+    // they may see it is decided below on every request, from the key's user.
+    let cache = &st.auth_cache;
+    let row = match cache.get_view(auth.user_id, &raw) {
+        Some(row) => row,
+        None => {
+            let epoch = cache.epoch();
+            let row: Option<ClientRow> = key
+                .bind(sqlx::query_as(sql))
+                .bind(auth.user_id)
+                .fetch_optional(&st.db)
+                .await?;
+            let row = row.ok_or_else(ApiError::not_found)?;
+            cache.insert_view(epoch, auth.user_id, &raw, row)
+        }
+    };
     let (is_owner, subuser_permissions) =
         super::access(&auth, row.server.owner_id, row.permissions.as_ref())?;
     let inc = Includes::from_params(&p);
-    let rows = std::slice::from_ref(&row);
+    let rows = std::slice::from_ref(&*row);
     let ctx = RenderCtx::new(&st, &auth, &inc, rows).await?;
     #[derive(serde::Serialize)]
     struct Meta {
