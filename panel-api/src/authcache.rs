@@ -7,7 +7,8 @@
 //! * triggers on `api_keys` and `users` (migration 0003) `NOTIFY ferrodactyl_auth` in
 //!   the writing transaction, whoever writes (any replica, the CLI, psql), and
 //!   [`AuthCache::run`] LISTENs on a connection of its own and drops what changed;
-//!   a session starts only when those triggers exist and are enabled;
+//!   a session starts only when those triggers exist and are enabled, and ends at
+//!   the first heartbeat that finds one disabled or gone;
 //! * the cache serves on a lease: every [`HEARTBEAT_INTERVAL`] a notification is sent
 //!   on a second connection of its own, and each one the listener receives lets the
 //!   cache serve until [`LEASE`] after it was sent. PostgreSQL delivers a
@@ -38,9 +39,10 @@
 //! the server key as written), under the same lease, epoch and TTL. Their tables
 //! (`VIEW_TABLES`) have statement triggers (migration 0004) that send `d` on the
 //! same channel on any insert, update, delete or truncate, which drops every view;
-//! the views are served only while all of those triggers are enabled. A write made
-//! through this process's own HTTP API drops them before its answer leaves
-//! (`http::forget_views_after_writes`), so a client reads its own change at once.
+//! the views are served only while all of those triggers are enabled (checked with
+//! every heartbeat). A write made through this process's own HTTP API drops them
+//! before its answer leaves (`http::forget_views_after_writes`), so a client reads
+//! its own change at once.
 
 use crate::db::Db;
 use crate::http::auth::KeyRow;
@@ -66,8 +68,10 @@ pub const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_ENTRIES: usize = 10_000;
 /// Migration 0003's triggers: update, delete and truncate on both tables.
 const TRIGGERS: i64 = 6;
-/// At most this many server views are kept (a few KiB each).
+/// At most this many server views are kept (a few KiB each)...
 const MAX_VIEWS: usize = 10_000;
+/// ...and at most about this many bytes of them.
+const MAX_VIEW_BYTES: usize = 16 << 20;
 /// The tables the client server view reads; migration 0004 gives each one the
 /// statement trigger `<table>_view_cache`.
 pub const VIEW_TABLES: [&str; 9] = [
@@ -88,6 +92,7 @@ pub const VIEWS_CHANGED: &str = "d";
 struct ViewEntry {
     row: Arc<ClientRow>,
     filled: Instant,
+    bytes: usize,
 }
 
 /// A cached key row.
@@ -134,6 +139,7 @@ struct Store {
     /// Server views by user, then by the server key as the request wrote it.
     views: HashMap<i64, HashMap<Box<str>, ViewEntry>>,
     view_count: usize,
+    view_bytes: usize,
 }
 
 impl Store {
@@ -180,25 +186,44 @@ impl Store {
     fn clear_views(&mut self) {
         self.views.clear();
         self.view_count = 0;
+        self.view_bytes = 0;
+    }
+
+    fn recount_views(&mut self) {
+        self.views.retain(|_, m| !m.is_empty());
+        self.view_count = self.views.values().map(HashMap::len).sum();
+        self.view_bytes = self
+            .views
+            .values()
+            .flat_map(HashMap::values)
+            .map(|v| v.bytes)
+            .sum();
+    }
+
+    fn views_full(&self, adding: usize) -> bool {
+        self.view_count >= MAX_VIEWS || self.view_bytes + adding > MAX_VIEW_BYTES
     }
 
     fn insert_view(&mut self, user: i64, server: &str, e: ViewEntry, ttl: Duration) {
-        if self.view_count >= MAX_VIEWS {
+        if e.bytes > MAX_VIEW_BYTES / 100 {
+            return; // an outsized row is read each time instead
+        }
+        if self.views_full(e.bytes) {
             for m in self.views.values_mut() {
                 m.retain(|_, v| v.filled.elapsed() < ttl);
             }
-            self.views.retain(|_, m| !m.is_empty());
-            self.view_count = self.views.values().map(HashMap::len).sum();
+            self.recount_views();
         }
-        if self.view_count >= MAX_VIEWS {
+        if self.views_full(e.bytes) {
             // Still full of fresh views: drop whole users until a tenth is free.
-            let mut dropped = 0;
+            let (mut count, mut bytes) = (0, 0);
             let victims: Vec<i64> = self
                 .views
                 .iter()
                 .take_while(|(_, m)| {
-                    let go = dropped < MAX_VIEWS / 10;
-                    dropped += m.len();
+                    let go = count < MAX_VIEWS / 10 && bytes < MAX_VIEW_BYTES / 10;
+                    count += m.len();
+                    bytes += m.values().map(|v| v.bytes).sum::<usize>();
                     go
                 })
                 .map(|(u, _)| *u)
@@ -206,16 +231,15 @@ impl Store {
             for u in victims {
                 self.views.remove(&u);
             }
-            self.view_count = self.views.values().map(HashMap::len).sum();
+            self.recount_views();
         }
-        if self
-            .views
-            .entry(user)
-            .or_default()
-            .insert(server.into(), e)
-            .is_none()
-        {
-            self.view_count += 1;
+        let bytes = e.bytes;
+        match self.views.entry(user).or_default().insert(server.into(), e) {
+            None => {
+                self.view_count += 1;
+                self.view_bytes += bytes;
+            }
+            Some(old) => self.view_bytes = self.view_bytes + bytes - old.bytes,
         }
     }
 
@@ -291,6 +315,12 @@ impl AuthCache {
     pub fn is_listening(&self) -> bool {
         let until = self.0.proven_until.load(Ordering::Acquire);
         until != 0 && self.now_ns() < until
+    }
+
+    /// How long the lease still runs.
+    pub fn lease_left(&self) -> Duration {
+        let until = self.0.proven_until.load(Ordering::Acquire);
+        Duration::from_nanos(until.saturating_sub(self.now_ns()))
     }
 
     /// Extends the lease to `LEASE` after `sent_ns`, when a heartbeat sent then came
@@ -372,7 +402,7 @@ impl AuthCache {
 
     /// Whether server views are served now: the lease runs and every view trigger
     /// was found enabled.
-    fn views_serve(&self) -> bool {
+    pub fn views_serve(&self) -> bool {
         self.0.views_heard.load(Ordering::Acquire) && self.is_listening()
     }
 
@@ -400,11 +430,13 @@ impl AuthCache {
         if !self.enabled() || !self.views_serve() {
             return row;
         }
+        let bytes = row.approx_bytes();
         let mut store = self.write();
         if self.0.epoch.load(Ordering::Acquire) != epoch || !self.views_serve() {
             return row;
         }
         let entry = ViewEntry {
+            bytes,
             row: row.clone(),
             filled: Instant::now(),
         };
@@ -552,14 +584,7 @@ impl AuthCache {
             Ok(c) => c,
             Err(e) => return e.into(),
         };
-        let triggers: i64 = match sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_trigger
-              WHERE tgrelid IN (to_regclass('api_keys'), to_regclass('users'))
-                AND tgname LIKE '%\\_auth\\_cache\\_%' AND tgenabled IN ('O', 'A')",
-        )
-        .fetch_one(&mut beat)
-        .await
-        {
+        let (triggers, view_triggers) = match trigger_counts(&mut beat).await {
             Ok(n) => n,
             Err(e) => return e.into(),
         };
@@ -572,26 +597,9 @@ impl AuthCache {
                 retry_after: Duration::from_secs(30),
             };
         }
-        let view_triggers: i64 = match sqlx::query_scalar(
-            "SELECT COUNT(*) FROM unnest($1::text[]) AS v(tab)
-               JOIN pg_trigger t ON t.tgrelid = to_regclass(v.tab)
-                AND t.tgname = v.tab || '_view_cache'
-              WHERE t.tgenabled IN ('O', 'A')",
-        )
-        .bind(&VIEW_TABLES[..])
-        .fetch_one(&mut beat)
-        .await
-        {
-            Ok(n) => n,
-            Err(e) => return e.into(),
-        };
-        let views = view_triggers == VIEW_TABLES.len() as i64;
+        let mut views = view_triggers == VIEW_TABLES.len() as i64;
         if !views {
-            tracing::warn!(
-                "{view_triggers} of the {} server-view triggers of migration 0004 are enabled; \
-                 server views are read from the database on every request",
-                VIEW_TABLES.len()
-            );
+            warn_views_off(view_triggers);
         }
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
@@ -634,6 +642,29 @@ impl AuthCache {
                     self.forget_all();
                     self.0.views_heard.store(views, Ordering::Release);
                     first = false;
+                } else {
+                    // A trigger disabled (or dropped) since the session began: the
+                    // keys' end the session, the views' turn the views off, within a
+                    // heartbeat; re-enabled, views come back with a fresh epoch.
+                    let (triggers, view_triggers) = match trigger_counts(&mut beat).await {
+                        Ok(n) => n,
+                        Err(e) => return anyhow::Error::from(e).context("trigger check"),
+                    };
+                    if triggers != TRIGGERS {
+                        return anyhow::anyhow!(
+                            "{triggers} of the {TRIGGERS} key-cache triggers are enabled now"
+                        );
+                    }
+                    let now = view_triggers == VIEW_TABLES.len() as i64;
+                    if now != views {
+                        if !now {
+                            warn_views_off(view_triggers);
+                        }
+                        self.0.views_heard.store(false, Ordering::Release);
+                        self.forget_views();
+                        self.0.views_heard.store(now, Ordering::Release);
+                        views = now;
+                    }
                 }
                 self.prove(sent);
                 tokio::time::sleep(HEARTBEAT_INTERVAL).await;
@@ -648,6 +679,31 @@ impl AuthCache {
             retry_after: Duration::ZERO,
         }
     }
+}
+
+/// How many of migration 0003's (keys) and 0004's (views) triggers exist and are
+/// enabled.
+async fn trigger_counts(conn: &mut PgConnection) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM pg_trigger
+                  WHERE tgrelid IN (to_regclass('api_keys'), to_regclass('users'))
+                    AND tgname LIKE '%\\_auth\\_cache\\_%' AND tgenabled IN ('O', 'A')),
+                (SELECT COUNT(*) FROM unnest($1::text[]) AS v(tab)
+                   JOIN pg_trigger t ON t.tgrelid = to_regclass(v.tab)
+                    AND t.tgname = v.tab || '_view_cache'
+                  WHERE t.tgenabled IN ('O', 'A'))",
+    )
+    .bind(&VIEW_TABLES[..])
+    .fetch_one(conn)
+    .await
+}
+
+fn warn_views_off(enabled: i64) {
+    tracing::warn!(
+        "{enabled} of the {} server-view triggers of migration 0004 are enabled; \
+         server views are read from the database on every request",
+        VIEW_TABLES.len()
+    );
 }
 
 /// Why a listening session ended, and how long to wait at least before the next.
@@ -895,5 +951,35 @@ mod tests {
         assert!(n <= MAX_VIEWS && n > MAX_VIEWS / 2, "{n} views kept");
         let s = c.read();
         assert_eq!(n, s.views.values().map(HashMap::len).sum::<usize>());
+        let bytes: usize = s
+            .views
+            .values()
+            .flat_map(HashMap::values)
+            .map(|v| v.bytes)
+            .sum();
+        assert_eq!(s.view_bytes, bytes);
+    }
+
+    #[test]
+    fn views_are_bounded_by_bytes_too() {
+        let c = serving_views();
+        // An outsized row is not kept at all.
+        let mut big = ClientRow::sample(1, 1);
+        big.server.description = "x".repeat(MAX_VIEW_BYTES / 50);
+        c.insert_view(c.epoch(), 1, "00000001", big);
+        assert_eq!(c.view_count(), 0);
+        // Rows of 100 KiB: the budget holds about 160 of them, not MAX_VIEWS.
+        for i in 0..400i64 {
+            let mut r = ClientRow::sample(i, 1);
+            r.server.description = "y".repeat(100 << 10);
+            c.insert_view(c.epoch(), i % 7, &format!("{i:08x}"), r);
+        }
+        let s = c.read();
+        assert!(
+            s.view_bytes <= MAX_VIEW_BYTES,
+            "{} bytes kept",
+            s.view_bytes
+        );
+        assert!(s.view_count > 50, "{} views kept", s.view_count);
     }
 }

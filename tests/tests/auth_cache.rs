@@ -540,9 +540,24 @@ async fn a_change_through_the_api_is_read_back_at_once_here_and_after_settle_on_
     let v = views(Panel::start().await.unwrap()).await;
     let other = v.p.replica().await.unwrap();
     until_listening(&other, true).await;
+    let sub_uuid: uuid::Uuid = sqlx::query_scalar("SELECT uuid FROM users WHERE id = $1")
+        .bind(v.sub.id)
+        .fetch_one(&v.p.db)
+        .await
+        .unwrap();
     v.read(&v.p, &v.owner).await;
+    v.read(&v.p, &v.sub).await;
     v.read(&other, &v.owner).await;
-    assert_eq!((views_kept(&v.p), views_kept(&other)), (1, 1));
+    assert_eq!((views_kept(&v.p), views_kept(&other)), (2, 1));
+    // The writer's listener is stopped right after a heartbeat came back, so no
+    // notice reaches it while the lease still lets its cache serve: only its own
+    // drop after a write can show the change.
+    let cache = &v.p.state.auth_cache;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.lease_left() < panel_api::authcache::LEASE - Duration::from_millis(300) {
+        assert!(Instant::now() < deadline, "no fresh heartbeat");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let frozen = Frozen::new(listener_backend(&v.p).await);
     let r =
         v.p.send(
@@ -554,43 +569,77 @@ async fn a_change_through_the_api_is_read_back_at_once_here_and_after_settle_on_
         .await
         .unwrap();
     assert_eq!(r.status, 204, "{}", r.text());
-    // No wait, and no notice needed: the writing process dropped its views before
-    // it answered. (Its listener is stopped meanwhile, so only that can show it;
-    // the lease still runs, so the cache still serves.)
     let here = v.read(&v.p, &v.owner).await;
-    assert!(
-        v.p.state.auth_cache.is_listening(),
-        "read from a serving cache"
-    );
-    drop(frozen);
-    assert_eq!(here["attributes"]["name"], "renamed through the API");
-    // The other process hears the triggers' notice.
-    other.settle().await;
-    let there = v.read(&other, &v.owner).await;
-    assert_eq!(there["attributes"]["name"], "renamed through the API");
-    // Taking the subuser away through the API: their view is gone at once.
+    // Taking the subuser away: their view is gone on their next request.
     v.read(&v.p, &v.sub).await;
     let r =
         v.p.send(
             Method::DELETE,
-            &format!("/api/client/servers/{}/users/{}", v.short, {
-                let u: uuid::Uuid = sqlx::query_scalar("SELECT uuid FROM users WHERE id = $1")
-                    .bind(v.sub.id)
-                    .fetch_one(&v.p.db)
-                    .await
-                    .unwrap();
-                u
-            }),
+            &format!("/api/client/servers/{}/users/{sub_uuid}", v.short),
             &v.owner.key,
             &json!({}),
         )
         .await
         .unwrap();
     assert_eq!(r.status, 204, "{}", r.text());
-    v.p.get(&format!("/api/client/servers/{}", v.short), &v.sub.key)
+    let gone =
+        v.p.get(&format!("/api/client/servers/{}", v.short), &v.sub.key)
+            .await
+            .unwrap();
+    assert!(
+        cache.views_serve(),
+        "everything above was read from a serving cache"
+    );
+    drop(frozen);
+    assert_eq!(here["attributes"]["name"], "renamed through the API");
+    gone.assert_envelope(404, "NotFoundHttpException");
+    // The other process hears the triggers' notice.
+    other.settle().await;
+    let there = v.read(&other, &v.owner).await;
+    assert_eq!(there["attributes"]["name"], "renamed through the API");
+}
+
+#[tokio::test]
+async fn a_view_trigger_disabled_while_serving_turns_views_off_within_a_heartbeat() {
+    let v = views(Panel::start().await.unwrap()).await;
+    let cache = &v.p.state.auth_cache;
+    v.read(&v.p, &v.owner).await;
+    assert_eq!(views_kept(&v.p), 1);
+    sqlx::query("ALTER TABLE servers DISABLE TRIGGER servers_view_cache")
+        .execute(&v.p.db)
         .await
-        .unwrap()
-        .assert_envelope(404, "NotFoundHttpException");
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cache.views_serve() {
+        assert!(Instant::now() < deadline, "views still served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(views_kept(&v.p), 0);
+    assert!(cache.is_listening(), "keys are still served");
+    // A write nothing announces is read at once: views are read from the database.
+    exec(
+        &v.p,
+        "UPDATE servers SET name = 'unannounced' WHERE id = $1",
+        v.server,
+    )
+    .await;
+    assert_eq!(
+        v.read(&v.p, &v.owner).await["attributes"]["name"],
+        "unannounced"
+    );
+    assert_eq!(views_kept(&v.p), 0);
+    // Enabled again, views come back.
+    sqlx::query("ALTER TABLE servers ENABLE TRIGGER servers_view_cache")
+        .execute(&v.p.db)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cache.views_serve() {
+        assert!(Instant::now() < deadline, "views not back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    v.read(&v.p, &v.owner).await;
+    assert_eq!(views_kept(&v.p), 1);
 }
 
 #[tokio::test]

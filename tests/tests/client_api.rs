@@ -1601,13 +1601,18 @@ async fn two_replicas_claim_each_due_schedule_once() {
         panel_api::crypto::Encrypter::new(w.p.state.cfg.app_key.as_deref().unwrap()).unwrap(),
     )
     .unwrap();
+    // Each runs hourly, half an hour from now: its next run, set when claimed, is
+    // in the future whenever the checks below run (with `*` it was the next minute
+    // boundary, which a slow run could pass between the claim and the checks).
+    let minute = (chrono::Timelike::minute(&chrono::Utc::now()) + 30) % 60;
     for i in 0..20 {
         let sid: i64 = sqlx::query_scalar(
             "INSERT INTO schedules (server_id, name, cron_day_of_week, cron_month, cron_day_of_month, cron_hour, cron_minute, next_run_at)
-             VALUES ($1, $2, '*', '*', '*', '*', '*', now() - interval '1 minute') RETURNING id",
+             VALUES ($1, $2, '*', '*', '*', '*', $3, now() - interval '1 minute') RETURNING id",
         )
         .bind(w.server)
         .bind(format!("s{i}"))
+        .bind(minute.to_string())
         .fetch_one(&w.p.db)
         .await
         .unwrap();

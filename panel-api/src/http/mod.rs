@@ -59,13 +59,16 @@ pub fn router(state: AppState) -> Router {
 /// Drops the cached client server views (`crate::authcache`) once a request that
 /// may have written has been handled, before its answer leaves: its writes are
 /// committed by then, so the writer's next read sees them without waiting for the
-/// triggers' notice. Reads pass untouched; every other process hears the notice.
+/// triggers' notice. Reads pass untouched (daemon requests all count as writes);
+/// every other process hears the notice.
 async fn forget_views_after_writes(
     axum::extract::State(st): axum::extract::State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
-    let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // The daemon's transfer reports are GETs that write (upstream's routes).
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && !req.uri().path().starts_with("/api/remote/");
     let resp = next.run(req).await;
     if !reads {
         st.auth_cache.forget_views();

@@ -193,6 +193,53 @@ pub struct ClientRow {
     permissions: Option<Value>,
 }
 
+impl ClientRow {
+    /// About how many bytes this row holds, for the view cache's budget.
+    pub(crate) fn approx_bytes(&self) -> usize {
+        fn json(v: &Option<Value>) -> usize {
+            // Serialising is the simplest honest measure; these are small lists.
+            v.as_ref().map_or(0, |v| 2 * v.to_string().len())
+        }
+        let s = &self.server;
+        let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+        std::mem::size_of::<ClientRow>()
+            + s.uuid_short.len()
+            + s.name.len()
+            + s.description.len()
+            + s.startup.len()
+            + s.image.len()
+            + s.location_short.len()
+            + opt(&s.external_id)
+            + opt(&s.status)
+            + opt(&s.threads)
+            + self.node_name.len()
+            + self.fqdn.len()
+            + opt(&self.egg_name)
+            + json(&self.features)
+            + json(&self.permissions)
+            + self
+                .allocations
+                .iter()
+                .map(|a| {
+                    std::mem::size_of::<AllocRow>() + a.ip.len() + opt(&a.ip_alias) + opt(&a.notes)
+                })
+                .sum::<usize>()
+            + self
+                .variables
+                .iter()
+                .map(|v| {
+                    std::mem::size_of::<VarRow>()
+                        + v.name.len()
+                        + v.description.len()
+                        + v.env_variable.len()
+                        + v.default_value.len()
+                        + opt(&v.server_value)
+                        + opt(&v.rules)
+                })
+                .sum::<usize>()
+    }
+}
+
 #[cfg(test)]
 impl ClientRow {
     /// A row of server `id` owned by `owner`, for the cache's unit tests.
@@ -842,23 +889,40 @@ pub async fn view(
         )
     });
     // The row depends on the user only through their subuser permissions; whether
-    // they may see it is decided below on every request, from the key's user.
+    // they may see it is decided on every request, from the key's user. Kept by
+    // the uuid in one spelling (any accepted form finds the same entry) or by the
+    // identifier, which matches only as written.
+    let mut uuid_buf = uuid::Uuid::encode_buffer();
+    let cache_key: &str = match &key {
+        super::ServerKey::Short(s) => s,
+        super::ServerKey::Uuid(u) => u.hyphenated().encode_lower(&mut uuid_buf),
+    };
     let cache = &st.auth_cache;
-    let row = match cache.get_view(auth.user_id, &raw) {
-        Some(row) => row,
+    let (row, is_owner, subuser_permissions) = match cache.get_view(auth.user_id, cache_key) {
+        Some(row) => {
+            let (is_owner, perms) =
+                super::access(&auth, row.server.owner_id, row.permissions.as_ref())?;
+            (row, is_owner, perms)
+        }
         None => {
             let epoch = cache.epoch();
+            let cache_key = cache_key.to_string();
             let row: Option<ClientRow> = key
                 .bind(sqlx::query_as(sql))
                 .bind(auth.user_id)
                 .fetch_optional(&st.db)
                 .await?;
             let row = row.ok_or_else(ApiError::not_found)?;
-            cache.insert_view(epoch, auth.user_id, &raw, row)
+            // Only what the caller may see is kept.
+            let (is_owner, perms) =
+                super::access(&auth, row.server.owner_id, row.permissions.as_ref())?;
+            (
+                cache.insert_view(epoch, auth.user_id, &cache_key, row),
+                is_owner,
+                perms,
+            )
         }
     };
-    let (is_owner, subuser_permissions) =
-        super::access(&auth, row.server.owner_id, row.permissions.as_ref())?;
     let inc = Includes::from_params(&p);
     let rows = std::slice::from_ref(&*row);
     let ctx = RenderCtx::new(&st, &auth, &inc, rows).await?;
