@@ -33,6 +33,16 @@ const BATCH_LINES: usize = 128;
 const BATCH_BYTES: usize = 16 * 1024;
 /// Bus messages kept for sockets that have not read them yet.
 const BUS_CAPACITY: usize = 256;
+/// Backpressure (see `Server::wait_for_sockets`): once the slowest socket is more
+/// than this many bus messages behind, the console reader waits for it, in steps
+/// of `BUS_WAIT_STEP`, at most `BUS_WAIT_STEPS` of them per read of the container's
+/// output (10 ms: upstream's sink pool waits up to 10 ms per line for a full socket
+/// before dropping). A socket that read nothing in a whole wait is taken as stuck,
+/// and the reader does not wait again for `BUS_STALL_HOLDOFF`.
+const BUS_HIGH: usize = BUS_CAPACITY / 2;
+const BUS_WAIT_STEP: Duration = Duration::from_millis(1);
+const BUS_WAIT_STEPS: u32 = 10;
+const BUS_STALL_HOLDOFF: Duration = Duration::from_secs(1);
 
 /// Console lines of one read, framed for the websocket on their way to the bus.
 #[derive(Default)]
@@ -619,6 +629,7 @@ impl Server {
     ) {
         let mut pending: Vec<u8> = Vec::new();
         let mut lines = ConsoleBatch::default();
+        let mut stalled: Option<Instant> = None;
         while let Some(chunk) = output.next().await {
             let Ok(chunk) = chunk else { break };
             pending.extend_from_slice(&chunk);
@@ -635,6 +646,7 @@ impl Server {
                 self.handle_line(&part, &mut lines);
             }
             self.flush_lines(&mut lines);
+            self.wait_for_sockets(&mut stalled).await;
         }
         if !pending.is_empty() {
             lines.listening = self.events.receiver_count() > 0;
@@ -658,6 +670,38 @@ impl Server {
         if matches!(previous, State::Starting | State::Running) && !self.cancel.is_cancelled() {
             let me = self.clone();
             tokio::spawn(async move { me.handle_crash().await });
+        }
+    }
+
+    /// Backpressure on a container that prints faster than its sockets read: when
+    /// the slowest socket is more than `BUS_HIGH` bus messages behind, the next read
+    /// of the container's output waits (up to `BUS_WAIT_STEPS` × `BUS_WAIT_STEP`)
+    /// until it is back under, so Docker holds the output and the container's
+    /// writes slow down, instead of wings reading lines that the sockets then lose
+    /// (the bus drops what a socket has not read once it is `BUS_CAPACITY` behind).
+    /// On a machine where the container, Docker and the sockets share the CPU this
+    /// leaves the CPU to delivering lines rather than to producing lines nobody
+    /// gets. A quiet console never gets here (it takes `BUS_HIGH` unread messages).
+    /// A socket that does not read at all (the bus did not move during a whole
+    /// wait) must not slow the server down: `stalled` records when that was seen,
+    /// and for `BUS_STALL_HOLDOFF` after it the reader does not wait, so such a
+    /// socket costs the server at most one wait per holdoff and loses lines as
+    /// before.
+    async fn wait_for_sockets(&self, stalled: &mut Option<Instant>) {
+        let start = self.events.len();
+        if start <= BUS_HIGH || stalled.is_some_and(|t| t.elapsed() < BUS_STALL_HOLDOFF) {
+            return;
+        }
+        let mut behind = start;
+        for _ in 0..BUS_WAIT_STEPS {
+            tokio::time::sleep(BUS_WAIT_STEP).await;
+            behind = self.events.len();
+            if behind <= BUS_HIGH {
+                return;
+            }
+        }
+        if behind >= start {
+            *stalled = Some(Instant::now());
         }
     }
 

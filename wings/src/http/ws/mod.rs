@@ -11,7 +11,9 @@
 //! replies wait in a queue of 512, its inbound messages are handled by at most
 //! [`MAX_HANDLERS`] tasks at once (past that the reader stops reading and TCP
 //! holds the peer back), pongs that do not fit in the queue are dropped, and
-//! console output it does not read is dropped by the bus.
+//! console output it does not read is dropped by the bus (the console reader
+//! waits at most 10 ms per read for the slowest socket, and not at all for one
+//! that reads nothing).
 
 pub mod wire;
 
@@ -573,8 +575,9 @@ impl Conn {
                 let published = match received.take() {
                     Some(Ok(p)) => p,
                     Some(Err(broadcast::error::RecvError::Lagged(_))) => {
-                        // Console output never blocks the bus: a socket too slow
-                        // to keep up loses the lines it missed.
+                        // The bus never waits for a socket beyond the console
+                        // reader's bounded wait (`Server::wait_for_sockets`): a
+                        // socket too slow to keep up loses the lines it missed.
                         received = try_next_bus(&mut bus);
                         continue;
                     }
