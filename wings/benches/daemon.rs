@@ -92,6 +92,9 @@ async fn raw_attach_rate(docker: &bollard::Docker, name: &str) -> f64 {
         }
     }
     let rate = lines as f64 / start.elapsed().as_secs_f64();
+    // Close the stream first: an attach nobody reads kept dockerd copying into it,
+    // and the kill's `die` came minutes late.
+    drop(att);
     let _ = docker
         .kill_container(
             name,
