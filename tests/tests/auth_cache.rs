@@ -599,21 +599,33 @@ async fn a_change_through_the_api_is_read_back_at_once_here_and_after_settle_on_
     assert_eq!(there["attributes"]["name"], "renamed through the API");
 }
 
+/// Disables or enables `servers`' view trigger, then waits (up to 5 s) until the
+/// panel's heartbeat has seen it: views off, or on again.
+async fn set_servers_trigger(p: &Panel, how: &str) {
+    sqlx::query(&format!(
+        "ALTER TABLE servers {how} TRIGGER servers_view_cache"
+    ))
+    .execute(&p.db)
+    .await
+    .unwrap();
+    let want = how == "ENABLE";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.state.auth_cache.views_serve() != want {
+        assert!(
+            Instant::now() < deadline,
+            "views_serve is not {want} after {how}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_view_trigger_disabled_while_serving_turns_views_off_within_a_heartbeat() {
     let v = views(Panel::start().await.unwrap()).await;
     let cache = &v.p.state.auth_cache;
     v.read(&v.p, &v.owner).await;
     assert_eq!(views_kept(&v.p), 1);
-    sqlx::query("ALTER TABLE servers DISABLE TRIGGER servers_view_cache")
-        .execute(&v.p.db)
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cache.views_serve() {
-        assert!(Instant::now() < deadline, "views still served");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    set_servers_trigger(&v.p, "DISABLE").await;
     assert_eq!(views_kept(&v.p), 0);
     assert!(cache.is_listening(), "keys are still served");
     // A write nothing announces is read at once: views are read from the database.
@@ -629,15 +641,7 @@ async fn a_view_trigger_disabled_while_serving_turns_views_off_within_a_heartbea
     );
     assert_eq!(views_kept(&v.p), 0);
     // Enabled again, views come back.
-    sqlx::query("ALTER TABLE servers ENABLE TRIGGER servers_view_cache")
-        .execute(&v.p.db)
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cache.views_serve() {
-        assert!(Instant::now() < deadline, "views not back");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    set_servers_trigger(&v.p, "ENABLE").await;
     v.read(&v.p, &v.owner).await;
     assert_eq!(views_kept(&v.p), 1);
 }
