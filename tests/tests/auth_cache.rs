@@ -52,6 +52,12 @@ where
     sqlx::query(sql).bind(arg).execute(&p.db).await.unwrap();
 }
 
+/// `key` is refused (401) on its next request to `p`.
+async fn refused(p: &Panel, key: &str) {
+    let r = p.get("/api/client/account", key).await.unwrap();
+    r.assert_envelope(401, "AuthenticationException");
+}
+
 async fn client_account(p: &Panel, name: &str) -> Account {
     p.account(name, false, 1).await.unwrap()
 }
@@ -79,8 +85,7 @@ async fn a_key_revoked_through_the_api_is_refused_on_the_next_request() {
     cached(&p, &u.key).await;
     revoke(&p, &u.key).await;
     // No settle: the process that revoked the key forgets it before answering.
-    let r = p.get("/api/client/account", &u.key).await.unwrap();
-    r.assert_envelope(401, "AuthenticationException");
+    refused(&p, &u.key).await;
 }
 
 #[tokio::test]
@@ -152,8 +157,7 @@ async fn another_replica_refuses_a_key_one_replica_revoked() {
     cached(&b, &u.key).await;
     revoke(&b, &u.key).await;
     a.settle().await;
-    let r = a.get("/api/client/account", &u.key).await.unwrap();
-    r.assert_envelope(401, "AuthenticationException");
+    refused(&a, &u.key).await;
 }
 
 #[tokio::test]
@@ -213,8 +217,7 @@ async fn a_change_no_trigger_sees_lasts_at_most_the_ttl() {
     }
     // ...but not past the entry's lifetime.
     tokio::time::sleep(Duration::from_millis(2100).saturating_sub(revoked_at.elapsed())).await;
-    let r = p.get("/api/client/account", &u.key).await.unwrap();
-    r.assert_envelope(401, "AuthenticationException");
+    refused(&p, &u.key).await;
 }
 
 #[tokio::test]
@@ -231,8 +234,7 @@ async fn unknown_keys_are_not_remembered() {
     let u = client_account(&p, "guessed").await;
     cached(&p, &u.key).await;
     let wrong = format!("{}{}", &u.key[..16], "y".repeat(32));
-    let r = p.get("/api/client/account", &wrong).await.unwrap();
-    r.assert_envelope(401, "AuthenticationException");
+    refused(&p, &wrong).await;
 }
 
 #[tokio::test]
@@ -280,8 +282,7 @@ async fn a_ttl_of_zero_turns_the_cache_off() {
         &u.key[..16],
     )
     .await;
-    let r = p.get("/api/client/account", &u.key).await.unwrap();
-    r.assert_envelope(401, "AuthenticationException");
+    refused(&p, &u.key).await;
 }
 
 #[tokio::test]
@@ -353,8 +354,7 @@ async fn a_listener_that_silently_stops_hearing_stops_the_cache_within_its_lease
             "forgotten by the process that revoked it"
         );
     }
-    let r = p.get("/api/client/account", &v.key).await.unwrap();
-    r.assert_envelope(401, "AuthenticationException");
+    refused(&p, &v.key).await;
     // Another writer's revocation cannot be heard now, but the lease runs out.
     exec(
         &p,
@@ -410,8 +410,7 @@ async fn the_cache_stays_off_while_a_trigger_is_disabled() {
         &u.key[..16],
     )
     .await;
-    let r = p.get("/api/client/account", &u.key).await.unwrap();
-    r.assert_envelope(401, "AuthenticationException");
+    refused(&p, &u.key).await;
 }
 
 // ---- server views (`GET /api/client/servers/{server}`) ---------------------------

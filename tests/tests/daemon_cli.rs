@@ -405,30 +405,7 @@ async fn sigkilled_daemon_reattaches_without_restarting_or_losing_logs() {
 async fn api_ssl_serves_https_with_the_configured_certificate() {
     let (p, admin, node, port) = panel_and_node().await;
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (cert, key) = ferrodactyl_tests::self_signed_cert(dir.path());
     let path = configured(&p, &admin, node, dir.path()).await;
     let mut cfg = wings::config::Config::load(&path).unwrap();
     cfg.api.ssl.enabled = true;

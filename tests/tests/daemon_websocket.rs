@@ -1246,25 +1246,7 @@ async fn wss_carries_auth_console_ping_and_close() {
     // wings serving HTTPS (`api.ssl`, a certificate made here) and a TLS
     // websocket client that trusts that certificate only.
     let certs = tempfile::tempdir().unwrap();
-    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (cert, key) = ferrodactyl_tests::self_signed_cert(certs.path());
     let (c2, k2) = (cert.clone(), key.clone());
     let (st, srv, owner) = console_ctx(START_SH, move |c| {
         c.api.ssl.enabled = true;
