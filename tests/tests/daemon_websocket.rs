@@ -1136,6 +1136,70 @@ async fn a_socket_that_stops_reading_loses_lines_and_holds_up_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_socket_that_reads_slowly_gets_every_line() {
+    // 4,000 lines of 2 KiB (8 MiB of frames, more than the bus holds), throttle
+    // off, to one socket that pauses 15 ms after every 32 lines: longer than one
+    // of wings' waits for it (10 ms), so it is still during some of them, yet it
+    // keeps reading. wings waits for it rather than dropping lines (the container
+    // is held back instead), and the socket gets every line in order.
+    const N: usize = 4_000;
+    let script = format!(
+        "#!/bin/sh\necho \"Server is ready\"\nread -r go\npad=$(head -c 2000 /dev/zero | tr '\\0' p)\ni=0\nwhile [ $i -lt {N} ]; do i=$((i+1)); echo \"$i $pad\"; done\necho burst-done\nwhile read -r line; do echo \"you said: $line\"; done\n"
+    );
+    let (st, srv, owner) = console_ctx(&script, |c| c.throttles.lines = 0).await;
+    let mut control = st.ws_as(&srv, &owner.key).await;
+    let mut slow = RawWs::connect(&st, &srv, Some(64 * 1024), &[]).await;
+    slow.auth(&st, &srv, &owner.key).await;
+    control.send("set state", json!(["start"])).await;
+    control.wait_state("running", LONG).await;
+    // Only the slow socket listens during the burst.
+    drop(control);
+    assert!(
+        eventually(T, || async { st.app.ws.sockets() == 1 }).await,
+        "one socket left"
+    );
+    slow.send_text(&json!({"event": "send command", "args": ["go"]}).to_string())
+        .await;
+
+    let pad = "p".repeat(2000);
+    let mut seen = Vec::with_capacity(N);
+    let mut since_pause = 0;
+    loop {
+        let Some((e, a)) = slow.event(LONG).await else {
+            panic!(
+                "burst incomplete: {} lines, last {:?}",
+                seen.len(),
+                seen.last()
+            );
+        };
+        if e != "console output" {
+            continue;
+        }
+        let line = arg(&a);
+        if line == "burst-done" {
+            break;
+        }
+        let Some((n, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(n) = n.parse::<usize>() else { continue };
+        assert_eq!(rest, pad, "a whole line");
+        seen.push(n);
+        since_pause += 1;
+        if since_pause == 32 {
+            since_pause = 0;
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    }
+    assert!(
+        seen.iter().copied().eq(1..=N),
+        "the slow socket gets every line in order: {} of {N}, first missing {:?}",
+        seen.len(),
+        (1..=N).zip(seen.iter().copied()).find(|(a, b)| a != b)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_peer_that_floods_without_reading_gets_a_bounded_number_of_handlers() {
     // Without a token, every message is answered with a `jwt error`. A peer that
     // sends 100,000 of them and reads nothing fills its window, then wings' reply

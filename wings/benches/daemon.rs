@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 
 const SPAM: &str = r#"sh -c 'echo Done; sleep 1; yes "console line with some typical length for a game server log"'"#;
 const WINDOW: Duration = Duration::from_secs(4);
+/// From start until the container prints at full speed (it sleeps 1 s first).
+const WARM_UP: Duration = Duration::from_millis(1500);
 
 #[tokio::main]
 async fn main() {
@@ -82,12 +84,17 @@ async fn raw_attach_rate(docker: &bollard::Docker, name: &str) -> f64 {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Read from the start, count from the end of the warm-up (as the fan-out's
+    // clients do).
+    let start = Instant::now() + WARM_UP;
     let mut lines = 0u64;
-    let start = Instant::now();
     while start.elapsed() < WINDOW {
-        match tokio::time::timeout(Duration::from_secs(1), att.output.next()).await {
-            Ok(Some(Ok(chunk))) => lines += memchr_count(&chunk.into_bytes()),
+        // (The container is quiet for its first second.)
+        match tokio::time::timeout(Duration::from_secs(3), att.output.next()).await {
+            Ok(Some(Ok(chunk))) if Instant::now() >= start => {
+                lines += memchr_count(&chunk.into_bytes())
+            }
+            Ok(Some(Ok(_))) => {}
             _ => break,
         }
     }
@@ -142,13 +149,14 @@ async fn fanout_case(docker: &bollard::Docker, clients: usize, cpu_limit: i64) -
     }
     let server = node.app.manager.get(&uuid).unwrap();
     power_start(&server).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let start = Instant::now();
+    // The clients read from the start (as a panel's do) and count from the end
+    // of the warm-up.
+    let start = Instant::now() + WARM_UP;
     let deadline = start + WINDOW;
     let counts = futures::future::join_all(
         sockets
             .iter_mut()
-            .map(|ws| async move { ws.count_console_until(deadline).await }),
+            .map(|ws| async move { ws.count_console_between(start, deadline).await }),
     )
     .await;
     let secs = start.elapsed().as_secs_f64();

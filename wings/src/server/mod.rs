@@ -37,12 +37,26 @@ const BUS_CAPACITY: usize = 256;
 /// than this many bus messages behind, the console reader waits for it, in steps
 /// of `BUS_WAIT_STEP`, at most `BUS_WAIT_STEPS` of them per read of the container's
 /// output (10 ms: upstream's sink pool waits up to 10 ms per line for a full socket
-/// before dropping). A socket that read nothing in a whole wait is taken as stuck,
-/// and the reader does not wait again for `BUS_STALL_HOLDOFF`.
+/// before dropping). A socket that read nothing in `BUS_STILL_WAITS` whole waits in
+/// a row (100 ms or more) is taken as stuck, and the reader does not wait again
+/// for `BUS_STALL_HOLDOFF`. One still wait is not enough: a socket's writer takes
+/// up to 256 KiB of messages at once and then moves only when that is written,
+/// and with a hundred sockets on two cores a reading socket can look still for
+/// tens of milliseconds.
 const BUS_HIGH: usize = BUS_CAPACITY / 2;
 const BUS_WAIT_STEP: Duration = Duration::from_millis(1);
 const BUS_WAIT_STEPS: u32 = 10;
-const BUS_STALL_HOLDOFF: Duration = Duration::from_secs(1);
+const BUS_STILL_WAITS: u32 = 10;
+const BUS_STALL_HOLDOFF: Duration = Duration::from_secs(2);
+
+/// The console reader's record of how its waits for the sockets went.
+#[derive(Default)]
+struct SocketWait {
+    /// Whole waits in a row during which the slowest socket read nothing.
+    still: u32,
+    /// When the slowest socket was last taken as stuck.
+    stalled: Option<Instant>,
+}
 
 /// Console lines of one read, framed for the websocket on their way to the bus.
 #[derive(Default)]
@@ -629,7 +643,7 @@ impl Server {
     ) {
         let mut pending: Vec<u8> = Vec::new();
         let mut lines = ConsoleBatch::default();
-        let mut stalled: Option<Instant> = None;
+        let mut waits = SocketWait::default();
         while let Some(chunk) = output.next().await {
             let Ok(chunk) = chunk else { break };
             pending.extend_from_slice(&chunk);
@@ -646,7 +660,7 @@ impl Server {
                 self.handle_line(&part, &mut lines);
             }
             self.flush_lines(&mut lines);
-            self.wait_for_sockets(&mut stalled).await;
+            self.wait_for_sockets(&mut waits).await;
         }
         if !pending.is_empty() {
             lines.listening = self.events.receiver_count() > 0;
@@ -682,14 +696,18 @@ impl Server {
     /// On a machine where the container, Docker and the sockets share the CPU this
     /// leaves the CPU to delivering lines rather than to producing lines nobody
     /// gets. A quiet console never gets here (it takes `BUS_HIGH` unread messages).
-    /// A socket that does not read at all (the bus did not move during a whole
-    /// wait) must not slow the server down: `stalled` records when that was seen,
-    /// and for `BUS_STALL_HOLDOFF` after it the reader does not wait, so such a
-    /// socket costs the server at most one wait per holdoff and loses lines as
-    /// before.
-    async fn wait_for_sockets(&self, stalled: &mut Option<Instant>) {
+    /// A socket that does not read at all must not slow the server down: once the
+    /// bus has not moved during `BUS_STILL_WAITS` whole waits in a row, the reader
+    /// does not wait for `BUS_STALL_HOLDOFF`, so such a socket costs the server at
+    /// most that many waits per holdoff and loses lines as before. A socket that
+    /// reads, however slowly, moves the bus during a wait and is waited for.
+    async fn wait_for_sockets(&self, waits: &mut SocketWait) {
         let start = self.events.len();
-        if start <= BUS_HIGH || stalled.is_some_and(|t| t.elapsed() < BUS_STALL_HOLDOFF) {
+        if start <= BUS_HIGH
+            || waits
+                .stalled
+                .is_some_and(|t| t.elapsed() < BUS_STALL_HOLDOFF)
+        {
             return;
         }
         let mut behind = start;
@@ -697,11 +715,18 @@ impl Server {
             tokio::time::sleep(BUS_WAIT_STEP).await;
             behind = self.events.len();
             if behind <= BUS_HIGH {
+                waits.still = 0;
                 return;
             }
         }
-        if behind >= start {
-            *stalled = Some(Instant::now());
+        if behind < start {
+            waits.still = 0;
+            return;
+        }
+        waits.still += 1;
+        if waits.still >= BUS_STILL_WAITS {
+            waits.still = 0;
+            waits.stalled = Some(Instant::now());
         }
     }
 

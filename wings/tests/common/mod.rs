@@ -701,12 +701,15 @@ impl RawWs {
         .unwrap_or(false)
     }
 
-    /// Counts the whole, unfragmented text frames whose payload starts with
-    /// `{"event":"console output"` received until `deadline`. Every frame header is
-    /// parsed; payloads are skipped once their prefix is checked.
-    pub async fn count_console_until(&mut self, deadline: Instant) -> u64 {
+    /// Reads the socket until `deadline` and counts the whole, unfragmented text
+    /// frames whose payload starts with `{"event":"console output"` among those
+    /// read from `from` on (what comes before is read and not counted, as a client
+    /// that has been reading all along would). Every frame header is parsed;
+    /// payloads are skipped once their prefix is checked.
+    pub async fn count_console_between(&mut self, from: Instant, deadline: Instant) -> u64 {
         const PREFIX: &[u8] = br#"{"event":"console output""#;
         let mut n = 0u64;
+        let mut counting = Instant::now() >= from;
         // Payload bytes of the current frame still to be skipped.
         let mut skip = 0usize;
         let _ = tokio::time::timeout_at(deadline.into(), async {
@@ -726,7 +729,8 @@ impl RawWs {
                     if rest.len() < len.min(PREFIX.len()) {
                         break;
                     }
-                    n += (b0 == 0x81 && rest[..len.min(rest.len())].starts_with(PREFIX)) as u64;
+                    n += (counting && b0 == 0x81 && rest[..len.min(rest.len())].starts_with(PREFIX))
+                        as u64;
                     let have = len.min(rest.len());
                     pos += hlen + have;
                     skip = len - have;
@@ -735,6 +739,7 @@ impl RawWs {
                 if !self.fill().await {
                     return;
                 }
+                counting = counting || Instant::now() >= from;
             }
         })
         .await;

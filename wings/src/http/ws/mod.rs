@@ -51,6 +51,14 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 /// command, a power action, `send logs`), far below it.
 pub const MAX_HANDLERS: usize = 16;
 
+/// Bus messages one socket's writer takes per write, at most, and bytes after
+/// which it stops taking more. The console reader measures how far behind the
+/// slowest socket is by the messages it has taken (`Server::wait_for_sockets`):
+/// a writer holding 1 MiB for a client that reads 15 MB/s looks still to it for
+/// 60 ms, 256 KiB for 17 ms.
+const BUS_TAKE_MESSAGES: usize = 64;
+const BUS_TAKE_BYTES: usize = 256 * 1024;
+
 /// How long a closing socket waits for its close frame to go out and for the
 /// peer to hang up.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -571,6 +579,7 @@ impl Conn {
             // The bus message that woke us, then whatever else is already there.
             let mut received = first;
             let mut taken = 0;
+            let mut bytes = 0;
             loop {
                 let published = match received.take() {
                     Some(Ok(p)) => p,
@@ -598,11 +607,14 @@ impl Conn {
                             events::JWT_ERROR,
                             vec![e.into()],
                         ))),
-                        BusVerdict::Send => parts.push(published.wire().clone()),
+                        BusVerdict::Send => {
+                            bytes += published.wire().len();
+                            parts.push(published.wire().clone());
+                        }
                     }
                 }
                 taken += 1;
-                if taken == 64 {
+                if taken == BUS_TAKE_MESSAGES || bytes >= BUS_TAKE_BYTES {
                     break;
                 }
                 received = try_next_bus(&mut bus);
