@@ -608,8 +608,9 @@ impl Conn {
                             vec![e.into()],
                         ))),
                         BusVerdict::Send => {
-                            bytes += published.wire().len();
-                            parts.push(published.wire().clone());
+                            let wire = published.wire();
+                            bytes += wire.len();
+                            parts.push(wire.clone());
                         }
                     }
                 }
