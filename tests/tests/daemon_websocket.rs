@@ -1144,16 +1144,13 @@ async fn a_socket_that_stops_reading_loses_lines_and_holds_up_nothing() {
     assert!(stuck2.ended, "wings ended the stuck connection");
 }
 
-// Ignored: it passed in the 62-test run and in CI at 90db8c5, then failed in 4 of
-// 5 runs alone on an idle machine (3,376–3,821 of 4,000 lines). The likely cause:
-// once the kernel has grown the socket's send buffer (up to 4 MiB), wings' writer
-// is woken only after about half of it drained, ~0.5 s at this reader's 4 MB/s,
-// so the bus looks still for 10 waits and the holdoff fires. With `SO_SNDBUF`
-// 128 KiB set on wings' listening socket (a local experiment) it passed 5 of 5.
-// The fix is a bounded send buffer on websocket connections only; not done.
-// Run it with `cargo nextest run -p ferrodactyl-tests --run-ignored all -E
-// 'test(a_socket_that_reads_slowly)'`.
-#[ignore = "flaky: the send buffer's wake-up granularity can exceed the stuck-socket threshold"]
+// This test once failed in 4 of 5 runs alone on an idle machine (3,376–3,821 of
+// 4,000 lines): once the kernel had grown the socket's send buffer (up to 4 MiB),
+// wings' writer was woken only after about half of it drained, ~0.5 s at this
+// reader's 4 MB/s, so the bus looked still for 10 waits and the holdoff fired.
+// wings now bounds the unsent bytes of its connections (`TCP_NOTSENT_LOWAT`,
+// `wings::daemon::CONNECTION_NOTSENT_LOWAT`), so the writer is woken as the
+// reader drains it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_socket_that_reads_slowly_gets_every_line() {
     // 4,000 lines of 2 KiB (8 MiB of frames, more than the bus holds), throttle

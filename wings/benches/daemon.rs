@@ -6,7 +6,7 @@
 //!    again by Docker alone right after), once with the tests' server spec
 //!    (cpu_limit 50) and once with no CPU limit;
 //! 2. time from power start to `running`, against `docker start` + first output line
-//!    of the same container spec;
+//!    of the same container spec (7 runs of each, alternating; medians);
 //! 3. resident memory of the `wings` binary with 0 and 50 servers defined.
 //!
 //! Run: `cargo bench -p wings --bench daemon` (needs the local Docker engine). The
@@ -21,8 +21,10 @@
 //! newlines. They share the bench process and the machine's two cores with wings
 //! and dockerd, so they skip a websocket library's per-message work (UTF-8
 //! validation, a buffer per message); what is counted is still real frames.
-//! `FANOUT_CLIENTS=1,10` picks the client counts, `FANOUT_ONLY=1` skips the other
-//! figures.
+//! Each case runs `FANOUT_ROUNDS` rounds (3 by default) of wings' rate followed
+//! by the raw rate; it reports the rounds' mean rates, their ratio and every
+//! round's own. `FANOUT_CLIENTS=1,10` picks the client counts, `FANOUT_ONLY=1`
+//! skips the other figures.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -122,10 +124,21 @@ fn memchr_count(b: &[u8]) -> u64 {
     b.iter().filter(|c| **c == b'\n').count() as u64
 }
 
-/// Console lines/s per client that wings delivers to `clients` websocket clients,
-/// then the raw `docker attach` rate of the same container (the one wings created,
-/// started again by Docker alone).
-async fn fanout_case(docker: &bollard::Docker, clients: usize, cpu_limit: i64) -> (f64, f64) {
+/// Rounds of each fan-out case (`FANOUT_ROUNDS` to change): each round measures
+/// wings, then the raw baseline right after, so a round's two figures see the
+/// same machine; the case's figure is the sum of the rounds' lines/s over the
+/// sum of their baselines.
+const ROUNDS: usize = 3;
+
+/// For each round: console lines/s per client that wings delivers to `clients`
+/// websocket clients, then the raw `docker attach` rate of the same container
+/// (the one wings created, started again by Docker alone).
+async fn fanout_case(
+    docker: &bollard::Docker,
+    clients: usize,
+    cpu_limit: i64,
+    rounds: usize,
+) -> Vec<(f64, f64)> {
     let test = format!("bench-fanout-{clients}");
     let mut cfg = server_config(
         &test,
@@ -136,44 +149,48 @@ async fn fanout_case(docker: &bollard::Docker, clients: usize, cpu_limit: i64) -
     cfg.settings.build.cpu_limit = cpu_limit;
     let uuid = cfg.settings.uuid.clone();
     let node = Node::start(&test, |p| p.add_server(cfg), |c| c.throttles.lines = 0).await;
-    let mut sockets = Vec::new();
-    for _ in 0..clients {
-        let mut ws = node.raw_ws(&uuid).await;
-        ws.send("auth", json!([node.jwt(&uuid, &["*"], 1, 600)]))
-            .await;
-        assert!(
-            ws.wait_for(Duration::from_secs(10), "auth success").await,
-            "auth success"
-        );
-        sockets.push(ws);
-    }
     let server = node.app.manager.get(&uuid).unwrap();
-    power_start(&server).await;
-    // The clients read from the start (as a panel's do) and count from the end
-    // of the warm-up.
-    let start = Instant::now() + WARM_UP;
-    let deadline = start + WINDOW;
-    let counts = futures::future::join_all(
-        sockets
-            .iter_mut()
-            .map(|ws| async move { ws.count_console_between(start, deadline).await }),
-    )
-    .await;
-    let secs = start.elapsed().as_secs_f64();
-    let per_client = counts.iter().sum::<u64>() as f64 / clients as f64 / secs;
-    let mut rx = server.subscribe_state();
-    let _ = server
-        .handle_power(wings::server::PowerAction::Kill, None)
+    let mut figures = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let mut sockets = Vec::new();
+        for _ in 0..clients {
+            let mut ws = node.raw_ws(&uuid).await;
+            ws.send("auth", json!([node.jwt(&uuid, &["*"], 1, 600)]))
+                .await;
+            assert!(
+                ws.wait_for(Duration::from_secs(10), "auth success").await,
+                "auth success"
+            );
+            sockets.push(ws);
+        }
+        power_start(&server).await;
+        // The clients read from the start (as a panel's do) and count from the
+        // end of the warm-up.
+        let start = Instant::now() + WARM_UP;
+        let deadline = start + WINDOW;
+        let counts = futures::future::join_all(
+            sockets
+                .iter_mut()
+                .map(|ws| async move { ws.count_console_between(start, deadline).await }),
+        )
         .await;
-    let _ = tokio::time::timeout(
-        Duration::from_secs(30),
-        rx.wait_for(|s| *s == wings::events::State::Offline),
-    )
-    .await;
-    drop(sockets);
-    let raw = raw_attach_rate(docker, &uuid).await;
+        let secs = start.elapsed().as_secs_f64();
+        let per_client = counts.iter().sum::<u64>() as f64 / clients as f64 / secs;
+        let mut rx = server.subscribe_state();
+        let _ = server
+            .handle_power(wings::server::PowerAction::Kill, None)
+            .await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(30),
+            rx.wait_for(|s| *s == wings::events::State::Offline),
+        )
+        .await;
+        drop(sockets);
+        let raw = raw_attach_rate(docker, &uuid).await;
+        figures.push((per_client, raw));
+    }
     node.cleanup().await;
-    (per_client, raw)
+    figures
 }
 
 async fn fanout() {
@@ -187,22 +204,36 @@ async fn fanout() {
         .ok()
         .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 10, 100]);
+    let rounds = std::env::var("FANOUT_ROUNDS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(ROUNDS);
     // The tests' server spec (cpu_limit 50 = half a core), then the same with no
     // CPU limit.
     for cpu_limit in [50, 0] {
-        println!("console fan-out (throttling off), container cpu_limit {cpu_limit} (0 = none):");
+        println!("console fan-out (throttling off), container cpu_limit {cpu_limit} (0 = none), {rounds} round(s) each:");
         for &clients in &counts {
-            let (per_client, raw) = fanout_case(&docker, clients, cpu_limit).await;
+            let figures = fanout_case(&docker, clients, cpu_limit, rounds).await;
+            let wings: f64 = figures.iter().map(|f| f.0).sum();
+            let raw: f64 = figures.iter().map(|f| f.1).sum();
+            let each: Vec<String> = figures
+                .iter()
+                .map(|(w, r)| format!("{:.0}% ({w:.0}/{r:.0})", w / r * 100.0))
+                .collect();
             println!(
-                "  {clients:>3} client(s): {per_client:.0} lines/s per client, raw docker attach of the same container {raw:.0} lines/s = {:.0}%",
-                per_client / raw * 100.0
+                "  {clients:>3} client(s): {:.0} lines/s per client, raw docker attach of the same container {:.0} lines/s = {:.0}%; rounds: {}",
+                wings / rounds as f64,
+                raw / rounds as f64,
+                wings / raw * 100.0,
+                each.join(", ")
             );
         }
     }
 }
 
 async fn start_latency() {
-    const RUNS: usize = 5;
+    const RUNS: usize = 7;
     let test = "bench-start";
     let cfg = server_config(
         test,
@@ -218,7 +249,14 @@ async fn start_latency() {
     )
     .await;
     let server = node.app.manager.get(&uuid).unwrap();
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    // The two alternate, so drift of the shared machine hits both alike.
     let mut wings_ms = Vec::new();
+    let mut docker_ms = Vec::new();
     for _ in 0..RUNS {
         let mut rx = server.subscribe_state();
         let t = Instant::now();
@@ -234,16 +272,9 @@ async fn start_latency() {
         rx.wait_for(|s| *s == wings::events::State::Offline)
             .await
             .unwrap();
-    }
-    // Baseline: `docker start` of the same (already created) container until its
-    // first output line, read through an attach opened beforehand.
-    let docker = bollard::Docker::connect_with_local_defaults()
-        .unwrap()
-        .negotiate_version()
-        .await
-        .unwrap();
-    let mut docker_ms = Vec::new();
-    for _ in 0..RUNS {
+
+        // Baseline: `docker start` of the same (already created) container until
+        // its first output line, read through an attach opened beforehand.
         let mut att = docker
             .attach_container(
                 &uuid,
@@ -272,6 +303,7 @@ async fn start_latency() {
             }
         }
         docker_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        drop(att);
         docker
             .kill_container(
                 &uuid,

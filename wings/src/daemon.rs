@@ -196,11 +196,41 @@ async fn restore(s: Arc<Server>, saved: Option<State>) {
     }
 }
 
+/// Unsent bytes an HTTP connection's socket may hold before a write waits
+/// (`TCP_NOTSENT_LOWAT`). Without a bound the kernel grows a socket's send
+/// buffer to megabytes and wakes a blocked writer only when half of it has
+/// drained: a console socket whose client reads slowly but steadily then looks
+/// stuck to the console bus for half a second at a time and loses lines. The
+/// bound covers only bytes not yet sent, so the congestion window (how fast a
+/// download can go) stays the kernel's.
+pub const CONNECTION_NOTSENT_LOWAT: libc::c_int = 128 * 1024;
+
+/// Sets the options of an accepted HTTP connection ([`CONNECTION_NOTSENT_LOWAT`]).
+pub fn tune_connection(tcp: &tokio::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let value: libc::c_int = CONNECTION_NOTSENT_LOWAT;
+    // SAFETY: the descriptor belongs to `tcp`, which outlives the call; the
+    // option value is a c_int read by the kernel during the call only.
+    let rc = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "could not set TCP_NOTSENT_LOWAT");
+    }
+}
+
 /// Serves the HTTP API until the listener fails.
 pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
     let router = crate::http::router(app);
     axum::serve(
-        listener,
+        listener.tap_io(|tcp| tune_connection(tcp)),
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .await?;
@@ -242,6 +272,7 @@ pub async fn serve_tls(
     let router = crate::http::router(app);
     loop {
         let (tcp, peer) = listener.accept().await?;
+        tune_connection(&tcp);
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {

@@ -2,6 +2,7 @@
 //! crash detection, stats and disk usage (reference §6.8–§6.9). Everything that
 //! touches containers goes through [`crate::environment::Environment`].
 
+pub mod bus;
 pub mod configfiles;
 pub mod console;
 pub mod install;
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Console lines kept in memory per server.
@@ -38,25 +39,16 @@ const BUS_CAPACITY: usize = 256;
 /// of `BUS_WAIT_STEP`, at most `BUS_WAIT_STEPS` of them per read of the container's
 /// output (10 ms: upstream's sink pool waits up to 10 ms per line for a full socket
 /// before dropping). A socket that read nothing in `BUS_STILL_WAITS` whole waits in
-/// a row (100 ms or more) is taken as stuck, and the reader does not wait again
-/// for `BUS_STALL_HOLDOFF`. One still wait is not enough: a socket's writer takes
-/// up to 256 KiB of messages at once and then moves only when that is written,
-/// and with a hundred sockets on two cores a reading socket can look still for
-/// tens of milliseconds.
+/// a row (100 ms or more) is taken as stuck, and the reader does not wait for it
+/// again for `BUS_STALL_HOLDOFF` (it still waits for the others). One still wait
+/// is not enough: a socket's writer takes up to 256 KiB of messages at once and
+/// then moves only when that is written, and with a hundred sockets on two cores
+/// a reading socket can look still for tens of milliseconds.
 const BUS_HIGH: usize = BUS_CAPACITY / 2;
 const BUS_WAIT_STEP: Duration = Duration::from_millis(1);
 const BUS_WAIT_STEPS: u32 = 10;
 const BUS_STILL_WAITS: u32 = 10;
 const BUS_STALL_HOLDOFF: Duration = Duration::from_secs(2);
-
-/// The console reader's record of how its waits for the sockets went.
-#[derive(Default)]
-struct SocketWait {
-    /// Whole waits in a row during which the slowest socket read nothing.
-    still: u32,
-    /// When the slowest socket was last taken as stuck.
-    stalled: Option<Instant>,
-}
 
 /// Console lines of one read, framed for the websocket on their way to the bus.
 #[derive(Default)]
@@ -138,7 +130,7 @@ pub struct Server {
     process: RwLock<ProcessConfiguration>,
     matchers: RwLock<Vec<Matcher>>,
     state: watch::Sender<State>,
-    events: broadcast::Sender<Arc<Published>>,
+    events: bus::Bus,
     power: tokio::sync::Mutex<()>,
     /// Counts kills; a start or restart under way gives up when it changes, so a
     /// kill that lands between a restart's stop and its start is not lost.
@@ -165,7 +157,7 @@ impl Server {
             let c = shared.config();
             (c.throttles.lines, c.throttles.line_reset_interval)
         };
-        let (events, _) = broadcast::channel(BUS_CAPACITY);
+        let events = bus::Bus::new(BUS_CAPACITY);
         let (state, _) = watch::channel(State::Offline);
         let matchers = cfg
             .process_configuration
@@ -231,7 +223,7 @@ impl Server {
         self.state.subscribe()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+    pub fn subscribe(&self) -> bus::BusReceiver {
         self.events.subscribe()
     }
 
@@ -279,7 +271,7 @@ impl Server {
         if self.events.receiver_count() == 0 {
             return;
         }
-        let _ = self.events.send(Published::new(e));
+        self.events.send(Published::new(e));
     }
 
     /// Prints a Wings console notice (`[Pterodactyl Daemon]: …`).
@@ -643,7 +635,6 @@ impl Server {
     ) {
         let mut pending: Vec<u8> = Vec::new();
         let mut lines = ConsoleBatch::default();
-        let mut waits = SocketWait::default();
         while let Some(chunk) = output.next().await {
             let Ok(chunk) = chunk else { break };
             pending.extend_from_slice(&chunk);
@@ -660,7 +651,7 @@ impl Server {
                 self.handle_line(&part, &mut lines);
             }
             self.flush_lines(&mut lines);
-            self.wait_for_sockets(&mut waits).await;
+            self.wait_for_sockets().await;
         }
         if !pending.is_empty() {
             lines.listening = self.events.receiver_count() > 0;
@@ -696,38 +687,28 @@ impl Server {
     /// On a machine where the container, Docker and the sockets share the CPU this
     /// leaves the CPU to delivering lines rather than to producing lines nobody
     /// gets. A quiet console never gets here (it takes `BUS_HIGH` unread messages).
-    /// A socket that does not read at all must not slow the server down: once the
-    /// bus has not moved during `BUS_STILL_WAITS` whole waits in a row, the reader
-    /// does not wait for `BUS_STALL_HOLDOFF`, so such a socket costs the server at
-    /// most that many waits per holdoff and loses lines as before. A socket that
-    /// reads, however slowly, moves the bus during a wait and is waited for.
-    async fn wait_for_sockets(&self, waits: &mut SocketWait) {
-        let start = self.events.len();
-        if start <= BUS_HIGH
-            || waits
-                .stalled
-                .is_some_and(|t| t.elapsed() < BUS_STALL_HOLDOFF)
-        {
+    /// A socket that does not read at all must not slow the server down: once it
+    /// has read nothing during `BUS_STILL_WAITS` whole waits in a row, the reader
+    /// does not wait for it for `BUS_STALL_HOLDOFF`, so such a socket costs the
+    /// server at most that many waits per holdoff and loses lines as before, while
+    /// the reader keeps waiting for the sockets that read. A socket that reads,
+    /// however slowly, moves during a wait and is waited for.
+    async fn wait_for_sockets(&self) {
+        if self.events.len() <= BUS_HIGH {
             return;
         }
-        let mut behind = start;
+        let laggards = self.events.laggards(BUS_HIGH, BUS_STALL_HOLDOFF);
+        if laggards.is_empty() {
+            return;
+        }
         for _ in 0..BUS_WAIT_STEPS {
             tokio::time::sleep(BUS_WAIT_STEP).await;
-            behind = self.events.len();
-            if behind <= BUS_HIGH {
-                waits.still = 0;
+            if self.events.caught_up(&laggards, BUS_HIGH) {
+                self.events.moved(&laggards);
                 return;
             }
         }
-        if behind < start {
-            waits.still = 0;
-            return;
-        }
-        waits.still += 1;
-        if waits.still >= BUS_STILL_WAITS {
-            waits.still = 0;
-            waits.stalled = Some(Instant::now());
-        }
+        self.events.waited(&laggards, BUS_STILL_WAITS);
     }
 
     /// Publishes the lines collected so far as one bus message.

@@ -20,6 +20,7 @@ pub mod wire;
 use super::{ApiError, MSG_NO_SERVER};
 use crate::events::{message_frame, Event, Published, State as ServerState};
 use crate::jwt::{self, TokenError};
+use crate::server::bus::BusReceiver;
 use crate::server::{PowerAction, Server, ServerError};
 use crate::App;
 use axum::body::Body;
@@ -546,7 +547,7 @@ impl Conn {
         mut io: W,
         mut rx: mpsc::Receiver<Outbound>,
     ) {
-        let mut bus: Option<broadcast::Receiver<Arc<Published>>> = None;
+        let mut bus: Option<BusReceiver> = None;
         let mut batch = Vec::with_capacity(64);
         let mut parts: Vec<Bytes> = Vec::with_capacity(128);
         loop {
@@ -713,7 +714,7 @@ enum BusVerdict {
 
 /// The next bus message, or never while not subscribed.
 async fn next_bus(
-    bus: &mut Option<broadcast::Receiver<Arc<Published>>>,
+    bus: &mut Option<BusReceiver>,
 ) -> Result<Arc<Published>, broadcast::error::RecvError> {
     match bus {
         Some(b) => b.recv().await,
@@ -723,7 +724,7 @@ async fn next_bus(
 
 /// The next bus message if one is already there.
 fn try_next_bus(
-    bus: &mut Option<broadcast::Receiver<Arc<Published>>>,
+    bus: &mut Option<BusReceiver>,
 ) -> Option<Result<Arc<Published>, broadcast::error::RecvError>> {
     use broadcast::error::{RecvError, TryRecvError};
     match bus.as_mut()?.try_recv() {
