@@ -179,3 +179,68 @@ impl Bus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Event;
+
+    fn line(n: usize) -> Arc<Published> {
+        Published::new(Event::Console(format!("line {n}")))
+    }
+
+    #[test]
+    fn a_reader_that_lost_messages_is_counted_where_it_is() {
+        let bus = Bus::new(8);
+        let mut r = bus.subscribe();
+        for n in 0..20 {
+            bus.send(line(n));
+        }
+        assert_eq!(bus.laggards(4, Duration::from_secs(2)).len(), 1);
+        // It lost 12, then reads the 8 the bus kept: nothing left behind.
+        assert!(matches!(r.try_recv(), Err(TryRecvError::Lagged(12))));
+        let mut got = 0;
+        while r.try_recv().is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, 8);
+        assert!(bus.laggards(0, Duration::from_secs(2)).is_empty());
+        // A reader that subscribes later starts where the bus is.
+        let _late = bus.subscribe();
+        assert!(bus.laggards(0, Duration::from_secs(2)).is_empty());
+        bus.send(line(20));
+        assert_eq!(bus.laggards(0, Duration::from_secs(2)).len(), 2);
+    }
+
+    #[test]
+    fn only_the_still_reader_is_left_out_and_only_for_the_holdoff() {
+        let bus = Bus::new(64);
+        let mut reading = bus.subscribe();
+        let _stuck = bus.subscribe();
+        for n in 0..40 {
+            bus.send(line(n));
+        }
+        let holdoff = Duration::from_millis(300);
+        for _ in 0..3 {
+            let laggards = bus.laggards(8, holdoff);
+            assert_eq!(laggards.len(), 2, "both are waited for until one is stuck");
+            for _ in 0..2 {
+                reading.try_recv().unwrap();
+                bus.send(line(0));
+            }
+            bus.waited(&laggards, 3);
+        }
+        // Three still waits: the stuck one is left out, the reading one is not.
+        let laggards = bus.laggards(8, holdoff);
+        assert_eq!(laggards.len(), 1);
+        assert!(!bus.caught_up(&laggards, 8));
+        while reading.try_recv().is_ok() {}
+        assert!(bus.caught_up(&laggards, 8));
+        // A dropped reader is no longer waited for; the stuck one is again once
+        // its holdoff is over.
+        drop(reading);
+        assert!(bus.laggards(8, holdoff).is_empty());
+        std::thread::sleep(holdoff);
+        assert_eq!(bus.laggards(8, holdoff).len(), 1);
+    }
+}
