@@ -23,7 +23,9 @@
 //! validation, a buffer per message); what is counted is still real frames.
 //! Each case runs `FANOUT_ROUNDS` rounds (3 by default) of wings' rate followed
 //! by the raw rate; it reports the rounds' mean rates, their ratio and every
-//! round's own. `FANOUT_CLIENTS=1,10` picks the client counts, `FANOUT_ONLY=1`
+//! round's own. Then, for each client count, the loopback ceiling: the same
+//! frames written to that many local sockets as fast as they take them, with
+//! neither Docker nor wings running (what two cores can deliver at all). `FANOUT_CLIENTS=1,10` picks the client counts, `FANOUT_ONLY=1`
 //! skips the other figures.
 
 #[path = "../tests/common/mod.rs"]
@@ -193,6 +195,77 @@ async fn fanout_case(
     figures
 }
 
+/// The machine's ceiling for `clients` clients: the same `console output` frames
+/// (wings' own framing of the container's line, 128 lines per batch) written to
+/// `clients` loopback sockets with wings' socket options, one writer task per
+/// socket writing 256 KiB per `writev` as wings' writers do, as fast as the
+/// sockets take them, read and counted by the same clients; no Docker, no wings.
+/// Lines/s per client.
+async fn loopback_ceiling(clients: usize) -> f64 {
+    use tokio::io::AsyncWriteExt;
+    let line = SPAM.split('"').nth(1).unwrap();
+    let mut frames = wings::events::ConsoleFramesBuilder::default();
+    for _ in 0..128 {
+        frames.push(line);
+    }
+    let batch = wings::events::Published::new(wings::events::Event::ConsoleLines(frames.take()))
+        .wire()
+        .clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = tokio::spawn(async move {
+        let mut writers = Vec::new();
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            wings::daemon::tune_connection(&tcp);
+            let batch = batch.clone();
+            writers.push(tokio::spawn(async move {
+                let template: Vec<bytes::Bytes> = (0..16).map(|_| batch.clone()).collect();
+                loop {
+                    let mut parts = template.clone();
+                    while !parts.is_empty() {
+                        let slices: Vec<std::io::IoSlice<'_>> =
+                            parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
+                        let Ok(mut n) = tcp.write_vectored(&slices).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        while n > 0 {
+                            if n >= parts[0].len() {
+                                n -= parts[0].len();
+                                parts.remove(0);
+                            } else {
+                                bytes::Buf::advance(&mut parts[0], n);
+                                n = 0;
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        writers
+    });
+    let mut sockets = Vec::new();
+    for _ in 0..clients {
+        sockets.push(RawWs::over(
+            tokio::net::TcpStream::connect(addr).await.unwrap(),
+        ));
+    }
+    let start = Instant::now() + Duration::from_millis(500);
+    let deadline = start + WINDOW;
+    let counts = futures::future::join_all(
+        sockets
+            .iter_mut()
+            .map(|ws| async move { ws.count_console_between(start, deadline).await }),
+    )
+    .await;
+    let secs = start.elapsed().as_secs_f64();
+    drop(sockets);
+    accept.abort();
+    counts.iter().sum::<u64>() as f64 / clients as f64 / secs
+}
+
 async fn fanout() {
     let docker = bollard::Docker::connect_with_local_defaults()
         .unwrap()
@@ -229,6 +302,13 @@ async fn fanout() {
                 each.join(", ")
             );
         }
+    }
+    // What the machine can deliver to that many local sockets at all.
+    for &clients in &counts {
+        let ceiling = loopback_ceiling(clients).await;
+        println!(
+            "loopback ceiling, {clients:>3} client(s) (the same frames written to the sockets as fast as they take them; no Docker, no wings): {ceiling:.0} lines/s per client"
+        );
     }
 }
 

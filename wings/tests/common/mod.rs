@@ -613,6 +613,16 @@ impl RawWs {
         RawWs { sock, buf }
     }
 
+    /// A client for a stream already past the handshake (the bench's loopback
+    /// ceiling writes frames to plain TCP sockets).
+    pub fn over(sock: tokio::net::TcpStream) -> RawWs {
+        sock.set_nodelay(true).unwrap();
+        RawWs {
+            sock,
+            buf: Vec::with_capacity(256 * 1024),
+        }
+    }
+
     /// One masked text frame.
     pub async fn send_text(&mut self, text: &str) {
         use tokio::io::AsyncWriteExt;

@@ -53,10 +53,10 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 pub const MAX_HANDLERS: usize = 16;
 
 /// Bus messages one socket's writer takes per write, at most, and bytes after
-/// which it stops taking more. The console reader measures how far behind the
-/// slowest socket is by the messages it has taken (`Server::wait_for_sockets`):
-/// a writer holding 1 MiB for a client that reads 15 MB/s looks still to it for
-/// 60 ms, 256 KiB for 17 ms.
+/// which it stops taking more. The console reader measures how far behind each
+/// socket is by the messages it has taken (`Server::wait_for_sockets`): a writer
+/// holding 1 MiB for a client that reads 15 MB/s looks still to it for 60 ms,
+/// 256 KiB for 17 ms.
 const BUS_TAKE_MESSAGES: usize = 64;
 const BUS_TAKE_BYTES: usize = 256 * 1024;
 
