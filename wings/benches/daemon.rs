@@ -23,9 +23,13 @@
 //! validation, a buffer per message); what is counted is still real frames.
 //! Each case runs `FANOUT_ROUNDS` rounds (3 by default) of wings' rate followed
 //! by the raw rate; it reports the rounds' mean rates, their ratio and every
-//! round's own. Then, for each client count, the loopback ceiling: the same
-//! frames written to that many local sockets as fast as they take them, with
-//! neither Docker nor wings running (what two cores can deliver at all). `FANOUT_CLIENTS=1,10` picks the client counts, `FANOUT_ONLY=1`
+//! round's own. Before the cases, for each client count, the loopback ceiling:
+//! the same frames written to that many local sockets as fast as they take them,
+//! with neither Docker nor wings running (what two cores can deliver at all).
+//! With the machine's busy cores measured during each window (`/proc/stat`), each
+//! case also prints the machine's bound: the lines/s per client that the cores
+//! allow when every line costs what producing and reading it through Docker cost
+//! in the raw run plus what delivering it to each socket cost at the ceiling. `FANOUT_CLIENTS=1,10` picks the client counts, `FANOUT_ONLY=1`
 //! skips the other figures.
 
 #[path = "../tests/common/mod.rs"]
@@ -67,7 +71,7 @@ async fn power_start(server: &std::sync::Arc<wings::server::Server>) {
 /// Lines/s that a raw `docker attach` reads from the container `name` (already
 /// created, stopped): attach, `docker start`, skip the warm-up, count newlines for
 /// WINDOW, kill.
-async fn raw_attach_rate(docker: &bollard::Docker, name: &str) -> f64 {
+async fn raw_attach_rate(docker: &bollard::Docker, name: &str) -> (f64, f64) {
     let mut att = docker
         .attach_container(
             name,
@@ -91,6 +95,7 @@ async fn raw_attach_rate(docker: &bollard::Docker, name: &str) -> f64 {
     // Read from the start, count from the end of the warm-up (as the fan-out's
     // clients do).
     let start = Instant::now() + WARM_UP;
+    let cpu = busy_cores(start, start + WINDOW);
     let mut lines = 0u64;
     while start.elapsed() < WINDOW {
         // (The container is quiet for its first second.)
@@ -103,6 +108,7 @@ async fn raw_attach_rate(docker: &bollard::Docker, name: &str) -> f64 {
         }
     }
     let rate = lines as f64 / start.elapsed().as_secs_f64();
+    let busy = cpu.await.unwrap_or(0.0);
     // Close the stream first: an attach nobody reads kept dockerd copying into it,
     // and the kill's `die` came minutes late.
     drop(att);
@@ -119,7 +125,36 @@ async fn raw_attach_rate(docker: &bollard::Docker, name: &str) -> f64 {
         )
         .next()
         .await;
-    rate
+    (rate, busy)
+}
+
+/// Busy and total jiffies of the whole machine (`/proc/stat`).
+fn cpu_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = f.iter().take(8).sum();
+    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Cores of the machine busy, on average, from `from` to `to` (a task that reads
+/// `/proc/stat` at both instants).
+fn busy_cores(from: Instant, to: Instant) -> tokio::task::JoinHandle<f64> {
+    tokio::spawn(async move {
+        tokio::time::sleep_until(from.into()).await;
+        let (b0, t0) = cpu_jiffies();
+        tokio::time::sleep_until(to.into()).await;
+        let (b1, t1) = cpu_jiffies();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        (b1 - b0) as f64 / (t1 - t0).max(1) as f64 * cores
+    })
 }
 
 fn memchr_count(b: &[u8]) -> u64 {
@@ -132,6 +167,15 @@ fn memchr_count(b: &[u8]) -> u64 {
 /// sum of their baselines.
 const ROUNDS: usize = 3;
 
+/// One round of a fan-out case: lines/s per client through wings, lines/s of the
+/// raw `docker attach`, and the machine's busy cores during each.
+struct Round {
+    per_client: f64,
+    wings_busy: f64,
+    raw: f64,
+    raw_busy: f64,
+}
+
 /// For each round: console lines/s per client that wings delivers to `clients`
 /// websocket clients, then the raw `docker attach` rate of the same container
 /// (the one wings created, started again by Docker alone).
@@ -140,7 +184,7 @@ async fn fanout_case(
     clients: usize,
     cpu_limit: i64,
     rounds: usize,
-) -> Vec<(f64, f64)> {
+) -> Vec<Round> {
     let test = format!("bench-fanout-{clients}");
     let mut cfg = server_config(
         &test,
@@ -170,6 +214,7 @@ async fn fanout_case(
         // end of the warm-up.
         let start = Instant::now() + WARM_UP;
         let deadline = start + WINDOW;
+        let cpu = busy_cores(start, deadline);
         let counts = futures::future::join_all(
             sockets
                 .iter_mut()
@@ -188,8 +233,14 @@ async fn fanout_case(
         )
         .await;
         drop(sockets);
-        let raw = raw_attach_rate(docker, &uuid).await;
-        figures.push((per_client, raw));
+        let wings_busy = cpu.await.unwrap_or(0.0);
+        let (raw, raw_busy) = raw_attach_rate(docker, &uuid).await;
+        figures.push(Round {
+            per_client,
+            wings_busy,
+            raw,
+            raw_busy,
+        });
     }
     node.cleanup().await;
     figures
@@ -201,7 +252,7 @@ async fn fanout_case(
 /// socket writing 256 KiB per `writev` as wings' writers do, as fast as the
 /// sockets take them, read and counted by the same clients; no Docker, no wings.
 /// Lines/s per client.
-async fn loopback_ceiling(clients: usize) -> f64 {
+async fn loopback_ceiling(clients: usize) -> (f64, f64) {
     use tokio::io::AsyncWriteExt;
     let line = SPAM.split('"').nth(1).unwrap();
     let mut frames = wings::events::ConsoleFramesBuilder::default();
@@ -254,6 +305,7 @@ async fn loopback_ceiling(clients: usize) -> f64 {
     }
     let start = Instant::now() + Duration::from_millis(500);
     let deadline = start + WINDOW;
+    let cpu = busy_cores(start, deadline);
     let counts = futures::future::join_all(
         sockets
             .iter_mut()
@@ -263,7 +315,11 @@ async fn loopback_ceiling(clients: usize) -> f64 {
     let secs = start.elapsed().as_secs_f64();
     drop(sockets);
     accept.abort();
-    counts.iter().sum::<u64>() as f64 / clients as f64 / secs
+    let busy = cpu.await.unwrap_or(0.0);
+    (
+        counts.iter().sum::<u64>() as f64 / clients as f64 / secs,
+        busy,
+    )
 }
 
 async fn fanout() {
@@ -282,33 +338,55 @@ async fn fanout() {
         .and_then(|v| v.trim().parse().ok())
         .filter(|r| *r > 0)
         .unwrap_or(ROUNDS);
+    // What the machine can deliver to that many local sockets at all.
+    let mut ceilings = Vec::new();
+    for &clients in &counts {
+        let (ceiling, busy) = loopback_ceiling(clients).await;
+        println!(
+            "loopback ceiling, {clients:>3} client(s) (the same frames written to the sockets as fast as they take them; no Docker, no wings): {ceiling:.0} lines/s per client, {busy:.2} cores busy"
+        );
+        ceilings.push((ceiling, busy));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     // The tests' server spec (cpu_limit 50 = half a core), then the same with no
     // CPU limit.
     for cpu_limit in [50, 0] {
         println!("console fan-out (throttling off), container cpu_limit {cpu_limit} (0 = none), {rounds} round(s) each:");
-        for &clients in &counts {
+        for (&clients, &(ceiling, ceiling_busy)) in counts.iter().zip(&ceilings) {
             let figures = fanout_case(&docker, clients, cpu_limit, rounds).await;
-            let wings: f64 = figures.iter().map(|f| f.0).sum();
-            let raw: f64 = figures.iter().map(|f| f.1).sum();
+            let n = rounds as f64;
+            let wings: f64 = figures.iter().map(|f| f.per_client).sum::<f64>() / n;
+            let raw: f64 = figures.iter().map(|f| f.raw).sum::<f64>() / n;
+            let wings_busy: f64 = figures.iter().map(|f| f.wings_busy).sum::<f64>() / n;
+            let raw_busy: f64 = figures.iter().map(|f| f.raw_busy).sum::<f64>() / n;
             let each: Vec<String> = figures
                 .iter()
-                .map(|(w, r)| format!("{:.0}% ({w:.0}/{r:.0})", w / r * 100.0))
+                .map(|f| {
+                    format!(
+                        "{:.0}% ({:.0}/{:.0})",
+                        f.per_client / f.raw * 100.0,
+                        f.per_client,
+                        f.raw
+                    )
+                })
                 .collect();
             println!(
-                "  {clients:>3} client(s): {:.0} lines/s per client, raw docker attach of the same container {:.0} lines/s = {:.0}%; rounds: {}",
-                wings / rounds as f64,
-                raw / rounds as f64,
+                "  {clients:>3} client(s): {wings:.0} lines/s per client, raw docker attach of the same container {raw:.0} lines/s = {:.0}%; rounds: {}",
                 wings / raw * 100.0,
                 each.join(", ")
             );
+            // The machine's bound: producing and reading a line through Docker
+            // costs `raw_busy / raw` core-seconds, delivering it to one local
+            // socket `ceiling_busy / (clients × ceiling)`; with every core busy a
+            // server can deliver at most `cores / (both)` lines/s per client.
+            let per_line = raw_busy / raw + ceiling_busy / (clients as f64 * ceiling);
+            let bound = cores / per_line;
+            println!(
+                "       cores busy: {wings_busy:.2} with wings, {raw_busy:.2} with the raw attach; the machine's bound for {clients} client(s) with Docker producing the lines: {bound:.0} lines/s per client = {:.0}% of the raw rate (wings: {:.0}% of the bound)",
+                bound / raw * 100.0,
+                wings / bound * 100.0
+            );
         }
-    }
-    // What the machine can deliver to that many local sockets at all.
-    for &clients in &counts {
-        let ceiling = loopback_ceiling(clients).await;
-        println!(
-            "loopback ceiling, {clients:>3} client(s) (the same frames written to the sockets as fast as they take them; no Docker, no wings): {ceiling:.0} lines/s per client"
-        );
     }
 }
 
