@@ -26,10 +26,8 @@
 //! round's own. Before the cases, for each client count, the loopback ceiling:
 //! the same frames written to that many local sockets as fast as they take them,
 //! with neither Docker nor wings running (what two cores can deliver at all).
-//! With the machine's busy cores measured during each window (`/proc/stat`), each
-//! case also prints the machine's bound: the lines/s per client that the cores
-//! allow when every line costs what producing and reading it through Docker cost
-//! in the raw run plus what delivering it to each socket cost at the ceiling. `FANOUT_CLIENTS=1,10` picks the client counts, `FANOUT_ONLY=1`
+//! Each case also prints the machine's busy cores during its windows
+//! (`/proc/stat`) and wings' rate against the ceiling. `FANOUT_CLIENTS=1,10` picks the client counts, `FANOUT_ONLY=1`
 //! skips the other figures.
 
 #[path = "../tests/common/mod.rs"]
@@ -375,16 +373,10 @@ async fn fanout() {
                 wings / raw * 100.0,
                 each.join(", ")
             );
-            // The machine's bound: producing and reading a line through Docker
-            // costs `raw_busy / raw` core-seconds, delivering it to one local
-            // socket `ceiling_busy / (clients × ceiling)`; with every core busy a
-            // server can deliver at most `cores / (both)` lines/s per client.
-            let per_line = raw_busy / raw + ceiling_busy / (clients as f64 * ceiling);
-            let bound = cores / per_line;
             println!(
-                "       cores busy: {wings_busy:.2} with wings, {raw_busy:.2} with the raw attach; the machine's bound for {clients} client(s) with Docker producing the lines: {bound:.0} lines/s per client = {:.0}% of the raw rate (wings: {:.0}% of the bound)",
-                bound / raw * 100.0,
-                wings / bound * 100.0
+                "       cores busy: {wings_busy:.2} of {cores} with wings, {raw_busy:.2} with the raw attach; per client wings delivers {:.0}% of the loopback ceiling ({ceiling:.0} lines/s, {ceiling_busy:.2} cores busy, = {:.0}% of this raw rate)",
+                wings / ceiling * 100.0,
+                ceiling / raw * 100.0
             );
         }
     }
