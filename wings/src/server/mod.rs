@@ -679,9 +679,9 @@ impl Server {
     }
 
     /// Backpressure on a container that prints faster than its sockets read: when
-    /// the slowest socket is more than `BUS_HIGH` bus messages behind, the next read
-    /// of the container's output waits (up to `BUS_WAIT_STEPS` × `BUS_WAIT_STEP`)
-    /// until it is back under, so Docker holds the output and the container's
+    /// a socket is more than `BUS_HIGH` bus messages behind, the next read of the
+    /// container's output waits (up to `BUS_WAIT_STEPS` × `BUS_WAIT_STEP`) until
+    /// every such socket is back under, so Docker holds the output and the container's
     /// writes slow down, instead of wings reading lines that the sockets then lose
     /// (the bus drops what a socket has not read once it is `BUS_CAPACITY` behind).
     /// On a machine where the container, Docker and the sockets share the CPU this
