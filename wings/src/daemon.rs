@@ -205,15 +205,9 @@ async fn restore(s: Arc<Server>, saved: Option<State>) {
 /// download can go) stays the kernel's.
 pub const CONNECTION_NOTSENT_LOWAT: libc::c_int = 128 * 1024;
 
-/// Sets the options of an accepted HTTP connection: `TCP_NODELAY`, which
-/// upstream's Go server has on every connection (a console frame or a reply goes
-/// out at once instead of waiting for the peer to acknowledge the previous
-/// write), and [`CONNECTION_NOTSENT_LOWAT`].
+/// Sets the options of an accepted HTTP connection ([`CONNECTION_NOTSENT_LOWAT`]).
 pub fn tune_connection(tcp: &tokio::net::TcpStream) {
     use std::os::fd::AsRawFd;
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(error = %e, "could not set TCP_NODELAY");
-    }
     let value: libc::c_int = CONNECTION_NOTSENT_LOWAT;
     // SAFETY: the descriptor belongs to `tcp`, which outlives the call; the
     // option value is a c_int read by the kernel during the call only.
@@ -303,43 +297,5 @@ pub async fn serve_tls(
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn notsent_lowat(tcp: &tokio::net::TcpStream) -> libc::c_int {
-        use std::os::fd::AsRawFd;
-        let mut value: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: the descriptor belongs to `tcp`; value and len are valid for
-        // the kernel to write during the call.
-        let rc = unsafe {
-            libc::getsockopt(
-                tcp.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_NOTSENT_LOWAT,
-                (&mut value as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
-        value
-    }
-
-    #[tokio::test]
-    async fn accepted_connections_get_nodelay_and_the_unsent_bound() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (tcp, _) = listener.accept().await.unwrap();
-        assert!(!tcp.nodelay().unwrap());
-        assert_ne!(notsent_lowat(&tcp), CONNECTION_NOTSENT_LOWAT);
-        tune_connection(&tcp);
-        assert!(tcp.nodelay().unwrap());
-        assert_eq!(notsent_lowat(&tcp), CONNECTION_NOTSENT_LOWAT);
     }
 }
