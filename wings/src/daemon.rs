@@ -299,3 +299,39 @@ pub async fn serve_tls(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notsent_lowat(tcp: &tokio::net::TcpStream) -> libc::c_int {
+        use std::os::fd::AsRawFd;
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: the descriptor belongs to `tcp`; value and len are valid for
+        // the kernel to write during the call.
+        let rc = unsafe {
+            libc::getsockopt(
+                tcp.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NOTSENT_LOWAT,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        value
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_get_the_unsent_bound() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        assert_ne!(notsent_lowat(&tcp), CONNECTION_NOTSENT_LOWAT);
+        tune_connection(&tcp);
+        assert_eq!(notsent_lowat(&tcp), CONNECTION_NOTSENT_LOWAT);
+    }
+}
