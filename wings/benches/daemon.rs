@@ -208,19 +208,7 @@ async fn fanout_case(
             sockets.push(ws);
         }
         power_start(&server).await;
-        // The clients read from the start (as a panel's do) and count from the
-        // end of the warm-up.
-        let start = Instant::now() + WARM_UP;
-        let deadline = start + WINDOW;
-        let cpu = busy_cores(start, deadline);
-        let counts = futures::future::join_all(
-            sockets
-                .iter_mut()
-                .map(|ws| async move { ws.count_console_between(start, deadline).await }),
-        )
-        .await;
-        let secs = start.elapsed().as_secs_f64();
-        let per_client = counts.iter().sum::<u64>() as f64 / clients as f64 / secs;
+        let (per_client, wings_busy) = count_window(&mut sockets, WARM_UP).await;
         let mut rx = server.subscribe_state();
         let _ = server
             .handle_power(wings::server::PowerAction::Kill, None)
@@ -231,7 +219,6 @@ async fn fanout_case(
         )
         .await;
         drop(sockets);
-        let wings_busy = cpu.await.unwrap_or(0.0);
         let (raw, raw_busy) = raw_attach_rate(docker, &uuid).await;
         figures.push(Round {
             per_client,
@@ -301,7 +288,17 @@ async fn loopback_ceiling(clients: usize) -> (f64, f64) {
             tokio::net::TcpStream::connect(addr).await.unwrap(),
         ));
     }
-    let start = Instant::now() + Duration::from_millis(500);
+    let figures = count_window(&mut sockets, Duration::from_millis(500)).await;
+    drop(sockets);
+    accept.abort();
+    figures
+}
+
+/// The clients read from now on (as a panel's do) and count `console output`
+/// frames from the end of `warm_up` for WINDOW: lines/s per client, and the
+/// machine's busy cores during the window.
+async fn count_window(sockets: &mut [RawWs], warm_up: Duration) -> (f64, f64) {
+    let start = Instant::now() + warm_up;
     let deadline = start + WINDOW;
     let cpu = busy_cores(start, deadline);
     let counts = futures::future::join_all(
@@ -311,13 +308,8 @@ async fn loopback_ceiling(clients: usize) -> (f64, f64) {
     )
     .await;
     let secs = start.elapsed().as_secs_f64();
-    drop(sockets);
-    accept.abort();
-    let busy = cpu.await.unwrap_or(0.0);
-    (
-        counts.iter().sum::<u64>() as f64 / clients as f64 / secs,
-        busy,
-    )
+    let per_client = counts.iter().sum::<u64>() as f64 / sockets.len() as f64 / secs;
+    (per_client, cpu.await.unwrap_or(0.0))
 }
 
 async fn fanout() {
